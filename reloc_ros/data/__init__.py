@@ -1,0 +1,1 @@
+"""Reading posed images: rosbags, dataset layouts, the synthetic scene."""

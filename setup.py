@@ -1,0 +1,41 @@
+"""Install reloc_ros with colcon (ament_python) on ROS 2, or with pip without ROS."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = 'reloc_ros'
+# Keep equal to <version> in package.xml (checked by test/test_package.py).
+version = '0.1.0'
+
+setup(
+    name=package_name,
+    version=version,
+    packages=find_packages(exclude=['test', 'test.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
+        ('share/' + package_name + '/config', glob('config/*.yaml')),
+        ('share/' + package_name + '/models', glob('models/*')),
+    ],
+    python_requires='>=3.10',
+    # rosbags reads and writes bags without ROS; rclpy comes from the ROS
+    # installation (package.xml), never from pip.
+    install_requires=[
+        'numpy', 'scipy', 'opencv-python-headless', 'rosbags>=0.10', 'tqdm', 'matplotlib',
+        'pyyaml',
+    ],
+    extras_require={'train': ['torch']},
+    zip_safe=True,
+    maintainer='reloc_ros maintainers',
+    maintainer_email='maintainers@reloc-ros.dev',
+    description='Learned visual relocalization for ROS 2',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'reloc-ros = reloc_ros.cli:main',
+        ],
+    },
+)
