@@ -1,0 +1,92 @@
+"""Shared test helpers: writing small real bags with rosbags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+S = 1_000_000_000
+OPTICAL_Q = [-0.5, 0.5, -0.5, 0.5]  # camera_link -> camera_optical_frame (REP-103)
+
+
+def yaw(deg: float) -> list[float]:
+    a = np.radians(deg) / 2
+    return [0.0, 0.0, float(np.sin(a)), float(np.cos(a))]
+
+
+@pytest.fixture(scope="session")
+def typestore():
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_HUMBLE)
+
+
+def write_rosbag2(path: Path, typestore, messages: list[tuple[str, str, int, object]],
+                  storage: str = "mcap") -> Path:
+    """messages: (topic, msgtype, log time ns, message), written in the order given."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    with Writer(path, version=8, storage_plugin=plugin) as w:
+        conns = {}
+        for topic, msgtype, t, msg in messages:
+            if topic not in conns:
+                conns[topic] = w.add_connection(topic, msgtype, typestore=typestore)
+            w.write(conns[topic], t, typestore.serialize_cdr(msg, msgtype))
+    return path
+
+
+def robot_messages(types, n_images: int = 20, size=(32, 24), first_image_s: float = 0.05,
+                   image_period_s: float = 0.1, tf_period_s: float = 0.04, tf_end_s: float | None = None,
+                   image_topic: str = "/camera/image_raw", encoding: str = "rgb8"):
+    """Images + CameraInfo + /tf (map->odom->base_link) + /tf_static, and the true T_map_cam per stamp."""
+    from reloc_ros import conversions as c
+    from reloc_ros.data.types import Intrinsics
+    from reloc_ros.geometry import make_pose
+
+    def map_odom(t):
+        return make_pose([0.0, 0.02 * t, 0.0], yaw(1.0 * t))
+
+    def odom_base(t):
+        return make_pose([0.3 * t, 0.1 * np.sin(t), 0.0], yaw(20.0 * t))
+
+    T_base_link = make_pose([0.2, 0.0, 0.8], yaw(0))
+    T_link_opt = make_pose([0, 0, 0], OPTICAL_Q)
+    msgs = []
+    tf_end = tf_end_s if tf_end_s is not None else first_image_s + n_images * image_period_s + 0.2
+    static = c.make_tf_message(types, [
+        c.make_transform_stamped(types, T_base_link, 0, "base_link", "camera_link"),
+        c.make_transform_stamped(types, T_link_opt, 0, "camera_link", "camera_optical_frame")])
+    msgs.append(("/tf_static", "tf2_msgs/msg/TFMessage", 0, static))
+    for k in range(int(round(tf_end / tf_period_s)) + 1):
+        t = k * tf_period_s
+        t_ns = int(round(t * S))
+        msg = c.make_tf_message(types, [
+            c.make_transform_stamped(types, map_odom(t), t_ns, "map", "odom"),
+            c.make_transform_stamped(types, odom_base(t), t_ns, "odom", "base_link")])
+        msgs.append(("/tf", "tf2_msgs/msg/TFMessage", t_ns, msg))
+    K = Intrinsics(fx=30.0, fy=30.0, cx=15.5, cy=11.5, width=size[0], height=size[1])
+    truth = {}
+    rng = np.random.default_rng(0)
+    for k in range(n_images):
+        t = first_image_s + k * image_period_s
+        t_ns = int(round(t * S))
+        img = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+        img[0, 0] = [k, 0, 0]  # frame index readable from the image
+        arr = img if encoding == "rgb8" else img[..., ::-1].copy()
+        msgs.append((image_topic, "sensor_msgs/msg/Image", t_ns,
+                     c.make_image_msg(types, arr, encoding, t_ns, "camera_optical_frame")))
+        msgs.append(("/camera/camera_info", "sensor_msgs/msg/CameraInfo", t_ns,
+                     c.make_camera_info_msg(types, K, t_ns, "camera_optical_frame")))
+        truth[t_ns] = map_odom(t) @ odom_base(t) @ T_base_link @ T_link_opt
+    msgs.sort(key=lambda m: m[2])
+    return msgs, truth
+
+
+@pytest.fixture
+def robot_bag(tmp_path, typestore):
+    """A small mcap bag of a robot with TF ground truth, and its true camera poses."""
+    msgs, truth = robot_messages(typestore.types)
+    return write_rosbag2(tmp_path / "robot", typestore, msgs), truth
