@@ -1,3 +1,17 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """ROS messages <-> numpy and reloc_ros core types, with no ROS dependency.
 
 This is the one module that knows message layouts. Everything here is
@@ -129,7 +143,7 @@ def _is_rosbags(cls: Any) -> bool:
 
 
 def _float_seq(cls: Any, values: Any) -> Any:
-    """A float64 array field value in the form the message class expects."""
+    """Return a float64 array field value in the form the message class expects."""
     arr = np.asarray(values, dtype=np.float64).reshape(-1)
     if _is_rosbags(cls):
         return arr.copy()
@@ -138,7 +152,7 @@ def _float_seq(cls: Any, values: Any) -> Any:
 
 
 def _bytes_field(cls: Any, buf: np.ndarray) -> Any:
-    """A uint8[] field value (image data) holding a copy of ``buf``'s bytes, as the class expects it."""
+    """Return a uint8[] field value (image data) holding a copy of ``buf``'s bytes, as the class expects it."""
     flat = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
     if _is_rosbags(cls):
         # Copied: the message must not alias the caller's array.
@@ -403,7 +417,7 @@ def _encoding_layout(encoding: str) -> tuple[np.dtype, int]:
 
 
 def _data_buffer(data: Any) -> np.ndarray:
-    """The bytes of a uint8[] field as a 1-D uint8 array, a view wherever the field allows."""
+    """Return the bytes of a uint8[] field as a 1-D uint8 array, a view wherever the field allows."""
     if isinstance(data, np.ndarray):
         if data.dtype == np.uint8:
             return data.reshape(-1) if data.flags.c_contiguous else np.ascontiguousarray(data).reshape(-1)
@@ -464,7 +478,7 @@ def _u16_to_u8(img: np.ndarray) -> np.ndarray:
 
 
 def image_to_rgb8(msg: Any) -> np.ndarray:
-    """A ``sensor_msgs/Image`` as ``(H, W, 3)`` uint8 RGB, the input of every model.
+    """Decode a ``sensor_msgs/Image`` as ``(H, W, 3)`` uint8 RGB, the input of every model.
 
     * ``rgb8`` is returned as the zero-copy view of :func:`image_to_numpy`
       (possibly read-only; copy before writing); everything else is a new array.
@@ -514,7 +528,7 @@ def image_to_rgb8(msg: Any) -> np.ndarray:
 
 
 def depth_to_metres(msg: Any) -> np.ndarray:
-    """A depth ``sensor_msgs/Image`` as ``(H, W)`` float32 metres (a new array).
+    """Decode a depth ``sensor_msgs/Image`` as ``(H, W)`` float32 metres (a new array).
 
     REP-118: ``16UC1`` holds millimetres, ``32FC1`` metres. Invalid
     measurements become NaN: 0 (the "no return" value of both), NaN, +-inf
@@ -535,7 +549,7 @@ def depth_to_metres(msg: Any) -> np.ndarray:
 
 
 def compressed_to_rgb8(msg: Any) -> np.ndarray:
-    """A ``sensor_msgs/CompressedImage`` (jpeg or png) as ``(H, W, 3)`` uint8 RGB.
+    """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) as ``(H, W, 3)`` uint8 RGB.
 
     Decoded with ``cv2.imdecode``; grey images are replicated to three
     channels and 16-bit PNGs reduced to 8 bits. ``compressedDepth`` (the

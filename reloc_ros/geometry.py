@@ -1,3 +1,17 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """SE(3) geometry in ROS conventions (REP-103), with no ROS dependency.
 
 Conventions used everywhere in reloc_ros:
@@ -154,7 +168,7 @@ def invert_pose(T_44: np.ndarray) -> np.ndarray:
 
 
 def compose(*poses: np.ndarray) -> np.ndarray:
-    """Chain transforms left to right: compose(T_a_b, T_b_c) = T_a_c."""
+    """Chain transforms left to right: T_a_b then T_b_c gives T_a_c."""
     if not poses:
         raise ValueError("compose needs at least one pose")
     out = np.asarray(poses[0], dtype=np.float64)
@@ -174,7 +188,7 @@ def interpolate_pose(T0_44: np.ndarray, T1_44: np.ndarray, alpha: float) -> np.n
 
 
 def is_rigid(T_44: np.ndarray, tol: float = 1e-5) -> bool:
-    """True if T is a finite rigid transform (orthonormal R, det +1, last row 0 0 0 1)."""
+    """Tell whether T is a finite rigid transform (orthonormal R, det +1, last row 0 0 0 1)."""
     T = np.asarray(T_44, dtype=np.float64)
     if T.shape[-2:] != (4, 4) or not np.all(np.isfinite(T)):
         return False

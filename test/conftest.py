@@ -1,3 +1,17 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Shared test helpers: writing small real bags with rosbags."""
 
 from __future__ import annotations
@@ -87,6 +101,6 @@ def robot_messages(types, n_images: int = 20, size=(32, 24), first_image_s: floa
 
 @pytest.fixture
 def robot_bag(tmp_path, typestore):
-    """A small mcap bag of a robot with TF ground truth, and its true camera poses."""
+    """Write a small mcap bag of a robot with TF ground truth, and its true camera poses."""
     msgs, truth = robot_messages(typestore.types)
     return write_rosbag2(tmp_path / "robot", typestore, msgs), truth

@@ -1,3 +1,17 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """(image, camera pose in map) pairs from rosbag2 (mcap, sqlite3) and ROS 1 bags.
 
 Reading uses the ``rosbags`` library, so no ROS installation is needed.
@@ -76,7 +90,7 @@ class BagSource:
 # ---------------------------------------------------------------------------
 
 def _bag_path(path: str | Path) -> Path:
-    """The path rosbags wants: a rosbag2 directory or a ROS 1 .bag file."""
+    """Return the path rosbags wants: a rosbag2 directory or a ROS 1 .bag file."""
     p = Path(path)
     if not p.exists():
         raise ValueError(f"bag '{p}' does not exist")
@@ -164,7 +178,7 @@ def _is_colour(bag: Bag, topic: str) -> bool:
 
 
 def choose_image_topic(bag: Bag, image_topic: str | None) -> str:
-    """The given topic after checking it, or the bag's only colour image topic."""
+    """Return the given topic after checking it, or the bag's only colour image topic."""
     image_types = (IMAGE_TYPE, COMPRESSED_TYPE)
     if image_topic is not None:
         if image_topic not in bag.topics:
@@ -185,7 +199,7 @@ def choose_image_topic(bag: Bag, image_topic: str | None) -> str:
 
 
 def _camera_info_topic(bag: Bag, image_topic: str) -> str | None:
-    """The CameraInfo beside the image topic (image_transport's naming), or the only one."""
+    """Find the CameraInfo beside the image topic (image_transport's naming), or the only one."""
     infos = [t for t, m in bag.topics.items() if m == CAMERA_INFO_TYPE]
     base = image_topic.rsplit("/", 1)[0]
     for cand in (f"{base}/camera_info", f"{base.rsplit('/', 1)[0]}/camera_info"):
@@ -199,7 +213,7 @@ def _camera_info_topic(bag: Bag, image_topic: str) -> str | None:
 # ---------------------------------------------------------------------------
 
 def read_tf(bag: Bag, tolerance_s: float = 0.05, max_gap_s: float = 0.5) -> TfBuffer:
-    """A TF buffer filled from the bag's /tf and /tf_static (any TFMessage topic)."""
+    """Fill a TF buffer from the bag's /tf and /tf_static (any TFMessage topic)."""
     buf = TfBuffer(tolerance_s=tolerance_s, max_gap_s=max_gap_s)
     tf_topics = [t for t, m in bag.topics.items() if m in TF_TYPES]
     rows, xyz, xyzw = [], [], []
@@ -228,7 +242,7 @@ def read_tf(bag: Bag, tolerance_s: float = 0.05, max_gap_s: float = 0.5) -> TfBu
 
 
 def _read_pose_topic(bag: Bag, source: BagSource) -> tuple[PoseSeries, str]:
-    """The pose topic as a series in the map frame, and the frame it is the pose of."""
+    """Read the pose topic as a series in the map frame, and the frame it is the pose of."""
     topic = source.pose_topic
     if topic not in bag.topics:
         raise ValueError(f"pose topic '{topic}' not in bag {bag.name}; pose topics present: "

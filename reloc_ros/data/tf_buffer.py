@@ -1,3 +1,17 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """A TF buffer for recorded data: look up any frame chain at any stamp, without ROS.
 
 tf2 semantics where they matter for ground truth:
@@ -199,7 +213,7 @@ class TfBuffer:
         return up_t[:up_t.index(common) + 1], up_s[:up_s.index(common) + 1]
 
     def is_static(self, target: str, source: str) -> bool:
-        """True if every edge between the frames is static (time-independent)."""
+        """Tell whether every edge between the frames is static (time-independent)."""
         up_t, up_s = self.chain(target, source)
         return all(self._edges[c].static_pose is not None and not self._edges[c].stamps
                    for c in up_t[:-1] + up_s[:-1])

@@ -1,3 +1,17 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """The dataset type every reader produces: (image, camera pose in map, stamp, intrinsics).
 
 Bags, 7-Scenes, Cambridge Landmarks and TUM RGB-D are all read into a
@@ -122,7 +136,7 @@ class PoseDataset:
         return self.images is not None or self.image_loader is not None
 
     def image(self, i: int) -> np.ndarray:
-        """RGB uint8 image (H, W, 3) of frame i."""
+        """Return the RGB uint8 pixels (H, W, 3) of frame i."""
         if self.images is not None:
             return np.asarray(self.images[i])
         if self.image_loader is not None:
@@ -130,7 +144,7 @@ class PoseDataset:
         raise ValueError(f"dataset '{self.source}' was read without images")
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "PoseDataset":
-        """A dataset of the given frames (e.g. a train or validation split)."""
+        """Return a dataset of the given frames (e.g. a train or validation split)."""
         idx = np.asarray(indices, dtype=np.int64)
         loader = None
         if self.image_loader is not None and self.images is None:
