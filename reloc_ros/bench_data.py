@@ -1,3 +1,17 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
 """Data benchmark: bag read + decode + TF throughput, and synthetic rendering throughput.
 
 Run with ``reloc-ros bench`` (prints JSON, ``--json`` also writes it). Figures
@@ -36,7 +50,7 @@ def _median_rate(fn: Callable[[], int], repeats: int) -> dict:
 
 
 def write_benchmark_bag(path: Path, frames: int, size: tuple[int, int], compressed: bool) -> None:
-    """A bag of textured 640x480-style frames with a moving TF chain, for timing reads.
+    """Write a bag of textured frames with a moving TF chain, for timing reads.
 
     Content does not matter for throughput, but random noise would make JPEG
     unrepresentatively large, so frames are smooth gradients with a moving pattern.
@@ -115,6 +129,26 @@ def bench_bag_read(frames: int, repeats: int, compressed: bool, size: tuple[int,
         if not compressed:
             zero_copy = bool(np.shares_memory(conversions.image_to_numpy(msgs[0]), msgs[0].data))
         result["zero_copy_decode"] = zero_copy
+    return result
+
+
+def bench_render(quick: bool = False) -> dict:
+    """Synthetic rendering throughput (colour + depth) at 160x120 and 640x480, 'room' scene."""
+    from reloc_ros.data.synth import Renderer, make_run
+
+    result = {"what": "Renderer.render (rgb + z-depth) over a route, 'room' scene, seed 0"}
+    for size, frames in (((160, 120), 30 if quick else 100), ((640, 480), 4 if quick else 12)):
+        run = make_run(route="train", frames=frames, seed=0, size=size)
+        renderer = Renderer(run.scene, run.intrinsics)
+        poses = run.T_map_cam()
+
+        def render_all() -> int:
+            for T in poses:
+                renderer.render(T, depth=True)
+            return len(poses)
+
+        render_all()  # warm-up: first-touch allocations are not what users wait for
+        result[f"{size[0]}x{size[1]}"] = _median_rate(render_all, 3)
     return result
 
 

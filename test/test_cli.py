@@ -1,0 +1,78 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The reloc-ros command line as a user runs it: synth -> extract, demo, bench, errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from reloc_ros.cli import main
+from reloc_ros.data.layouts import read_tum_trajectory
+from reloc_ros.data.synth import ground_truth
+from reloc_ros.geometry import rotation_error_deg, translation_error
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_synth_then_extract_reproduces_ground_truth(tmp_path, capsys, storage):
+    bag = tmp_path / "scene"
+    assert main(["-q", "synth", str(bag), "--route", "test", "--frames", "12", "--size", "64x48",
+                 "--storage", storage, "--depth", "--seed", "3"]) == 0
+    assert f"wrote {bag}" in capsys.readouterr().out
+    tum = tmp_path / "gt.tum"
+    assert main(["-q", "extract", str(bag), "--tum", str(tum)]) == 0  # colour topic chosen over depth
+    stamps, poses = read_tum_trajectory(tum)
+    gt_stamps, gt_poses = ground_truth(route="test", frames=12, seed=3)
+    assert np.array_equal(stamps, gt_stamps)
+    assert translation_error(poses, gt_poses).max() < 1e-6
+    assert rotation_error_deg(poses, gt_poses).max() < 1e-3
+
+
+def test_synth_refuses_to_overwrite_and_bad_size(tmp_path, capsys):
+    bag = tmp_path / "scene"
+    bag.mkdir()
+    assert main(["-q", "synth", str(bag), "--frames", "2"]) == 2
+    assert "exists" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", str(tmp_path / "x"), "--size", "160by120"])
+    assert exc.value.code == 2 and "not WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_demo_writes_trajectories_and_plot(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["-q", "demo", "--out", str(out), "--frames", "30", "--size", "64x48"]) == 0
+    text = capsys.readouterr().out
+    assert "30 posed frames" in text and "15 posed frames" in text
+    assert (out / "routes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    mapping_stamps, mapping = read_tum_trajectory(out / "mapping.tum")
+    assert len(mapping) == 30
+    assert np.allclose(mapping, ground_truth(route="train", frames=30, seed=0)[1], atol=1e-6)
+    # A second run reuses the bags instead of failing on the existing paths.
+    assert main(["-q", "demo", "--out", str(out), "--frames", "30", "--size", "64x48"]) == 0
+
+
+def test_bench_quick_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    res = subprocess.run([sys.executable, "-m", "reloc_ros.cli", "-q", "bench", "--quick", "--frames", "10",
+                          "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(out.read_text())
+    assert json.loads(res.stdout) == data
+    assert data["bag_rgb8_640x480"]["zero_copy_decode"] is True
+    for key in ("bag_rgb8_640x480", "bag_jpeg_640x480"):
+        assert data[key]["full_read"]["frames"] == 10 and data[key]["full_read"]["frames_per_s_median"] > 0
+    assert data["synthetic_render"]["160x120"]["frames_per_s_median"] > 0
