@@ -1,0 +1,268 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""ROS-free evaluation of pose predictions: errors, accuracy reports, baselines, plots.
+
+Used by ``reloc-ros eval``, the trainer's validation, the demo and the
+benchmarks. Poses are ``T_map_cam`` 4x4 matrices (see :mod:`reloc_ros.geometry`);
+translation errors are in metres, rotation errors in degrees.
+
+A report is a plain dict of JSON-serialisable values::
+
+    {"frames": 120, "median_translation_m": 0.21, "median_rotation_deg": 3.4,
+     "mean_translation_m": 0.3, "mean_rotation_deg": 4.1,
+     "max_translation_m": 1.2, "max_rotation_deg": 17.0,
+     "within": {"5cm_5deg": 0.1, "25cm_2deg": 0.3, "50cm_5deg": 0.7, "5m_10deg": 1.0},
+     ...extra keys such as "model"}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reloc_ros import geometry
+from reloc_ros.io_utils import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+# (metres, degrees): a frame is "within" a threshold when BOTH errors are <= it.
+# 5cm/5deg and 25cm/2deg... are the customary 7-Scenes / Cambridge accuracy bins;
+# 5m/10deg catches "roughly in the right place" on outdoor scenes.
+THRESHOLDS: tuple[tuple[float, float], ...] = ((0.05, 5.0), (0.25, 2.0), (0.5, 5.0), (5.0, 10.0))
+
+_REPORT_KEYS = ("frames", "median_translation_m", "median_rotation_deg", "mean_translation_m",
+                "mean_rotation_deg", "max_translation_m", "max_rotation_deg", "within")
+
+
+def threshold_label(metres: float, degrees: float) -> str:
+    """Name a threshold like ``5cm_5deg`` (below 1 m in cm, else in m)."""
+    if metres < 1.0:
+        dist = f"{round(metres * 100.0, 6):g}cm"
+    else:
+        dist = f"{round(metres, 6):g}m"
+    return f"{dist}_{round(degrees, 6):g}deg"
+
+
+THRESHOLD_LABELS: tuple[str, ...] = tuple(threshold_label(m, d) for m, d in THRESHOLDS)
+
+
+def _as_poses(poses: Any, what: str) -> np.ndarray:
+    """Return poses as a float64 (N, 4, 4) array; a single (4, 4) pose becomes N = 1."""
+    arr = np.asarray(poses, dtype=np.float64)
+    if arr.shape == (4, 4):
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != (4, 4):
+        raise ValueError(f"{what} must be 4x4 poses of shape (N, 4, 4), got shape {arr.shape}")
+    return arr
+
+
+def pose_errors(pred_n44: np.ndarray, gt_n44: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Compute per-frame translation error (m) and rotation error (deg) of predictions.
+
+    Both inputs are ``(N, 4, 4)`` ``T_map_cam`` poses (a single ``(4, 4)`` is
+    treated as N = 1). Returns two float64 arrays of shape ``(N,)``.
+    Raises ``ValueError`` for mismatched shapes, an empty input, or poses
+    containing NaN/inf (a diverged model must not look like a number).
+    """
+    pred = _as_poses(pred_n44, "predicted poses")
+    gt = _as_poses(gt_n44, "ground-truth poses")
+    if len(pred) != len(gt):
+        raise ValueError(f"{len(pred)} predicted poses but {len(gt)} ground-truth poses; "
+                         "evaluation needs one prediction per ground-truth frame")
+    if len(gt) == 0:
+        raise ValueError("no poses to evaluate (empty input)")
+    for arr, what in ((pred, "predicted"), (gt, "ground-truth")):
+        bad = ~np.all(np.isfinite(arr), axis=(1, 2))
+        if np.any(bad):
+            raise ValueError(f"{int(bad.sum())} of {len(arr)} {what} poses contain NaN or inf "
+                             f"(first at frame {int(np.argmax(bad))})")
+    return geometry.translation_error(pred, gt), geometry.rotation_error_deg(pred, gt)
+
+
+def _plain(value: Any) -> Any:
+    """Turn numpy scalars/arrays and paths into JSON-native values, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def report_from_errors(trans_err_m: np.ndarray, rot_err_deg: np.ndarray, **extra: Any) -> dict[str, Any]:
+    """Summarise per-frame errors into a report dict (see the module docstring).
+
+    ``extra`` keys (e.g. ``model="posenet"``) are merged in; they may not
+    replace a computed key.
+    """
+    t = np.asarray(trans_err_m, dtype=np.float64).reshape(-1)
+    r = np.asarray(rot_err_deg, dtype=np.float64).reshape(-1)
+    if len(t) == 0:
+        raise ValueError("no errors to summarise (empty input)")
+    if len(t) != len(r):
+        raise ValueError(f"{len(t)} translation errors but {len(r)} rotation errors")
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(r))):
+        raise ValueError("errors contain NaN or inf")
+    clash = sorted(set(extra) & set(_REPORT_KEYS))
+    if clash:
+        raise ValueError(f"extra report keys {clash} would overwrite computed metrics; "
+                         f"reserved keys are {list(_REPORT_KEYS)}")
+    report: dict[str, Any] = {
+        "frames": int(len(t)),
+        "median_translation_m": float(np.median(t)),
+        "median_rotation_deg": float(np.median(r)),
+        "mean_translation_m": float(np.mean(t)),
+        "mean_rotation_deg": float(np.mean(r)),
+        "max_translation_m": float(np.max(t)),
+        "max_rotation_deg": float(np.max(r)),
+        "within": {label: float(np.mean((t <= m) & (r <= d)))
+                   for label, (m, d) in zip(THRESHOLD_LABELS, THRESHOLDS)},
+    }
+    report.update(_plain(extra))
+    return report
+
+
+def accuracy_report(pred_n44: np.ndarray, gt_n44: np.ndarray, **extra: Any) -> dict[str, Any]:
+    """Compare predicted with ground-truth poses and summarise the errors.
+
+    Returns a JSON-serialisable dict with ``frames``, the median / mean / max
+    translation (m) and rotation (deg) errors, and ``within``: for every
+    label of :data:`THRESHOLDS` the share in [0, 1] of frames whose
+    translation AND rotation errors are both within (<=) it. ``extra`` keys
+    (e.g. ``model="posenet"``) are merged in. An empty input raises
+    ``ValueError``.
+    """
+    t, r = pose_errors(pred_n44, gt_n44)
+    return report_from_errors(t, r, **extra)
+
+
+def mean_pose(poses_n44: np.ndarray) -> np.ndarray:
+    """Return the mean pose (4, 4): mean position, chordal L2 mean rotation.
+
+    The rotation is the SVD projection onto SO(3) of the element-wise mean of
+    the rotation matrices, which minimises the sum of squared Frobenius
+    (chordal) distances to them (Hartley et al., "Rotation Averaging", 2013).
+    Unlike averaging quaternion components it needs no sign disambiguation.
+    When the rotations are spread so evenly that the mean matrix is
+    (near) singular, the mean rotation is not unique; one of them is returned.
+    """
+    poses = _as_poses(poses_n44, "poses")
+    if len(poses) == 0:
+        raise ValueError("cannot average an empty set of poses")
+    if not np.all(np.isfinite(poses)):
+        raise ValueError("poses contain NaN or inf")
+    M_33 = poses[:, :3, :3].mean(axis=0)
+    U, _, Vt = np.linalg.svd(M_33)
+    # Flip the last singular direction if needed so the result is a rotation (det +1), not a reflection.
+    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt)) or 1.0])
+    T = np.eye(4)
+    T[:3, :3] = U @ D @ Vt
+    T[:3, 3] = poses[:, :3, 3].mean(axis=0)
+    return T
+
+
+def mean_pose_baseline(train_poses_n44: np.ndarray, test_poses_n44: np.ndarray,
+                       **extra: Any) -> dict[str, Any]:
+    """Report the accuracy of predicting the training set's mean pose for every test frame.
+
+    The mean pose is :func:`mean_pose` (mean position, chordal L2 mean
+    rotation by SVD projection). Every learned model must beat this. The
+    report carries ``model="mean_pose_baseline"`` (unless ``extra`` names
+    another), ``mean_position_m`` and ``mean_quat_xyzw``.
+    """
+    train = _as_poses(train_poses_n44, "training poses")
+    test = _as_poses(test_poses_n44, "test poses")
+    if len(test) == 0:
+        raise ValueError("no test poses to evaluate (empty input)")
+    T_mean = mean_pose(train)
+    t_3, q_4 = geometry.pose_to_tq(T_mean)
+    info: dict[str, Any] = {"model": "mean_pose_baseline", "mean_position_m": t_3.tolist(),
+                            "mean_quat_xyzw": q_4.tolist(), "train_frames": len(train)}
+    info.update(extra)
+    return accuracy_report(np.broadcast_to(T_mean, test.shape), test, **info)
+
+
+def format_report(report: dict[str, Any], title: str = "") -> str:
+    """Render a report as a short human-readable block of text (what the CLI prints)."""
+    missing = [k for k in ("frames", "median_translation_m", "median_rotation_deg", "mean_translation_m",
+                           "mean_rotation_deg", "within") if k not in report]
+    if missing:
+        raise ValueError(f"not an accuracy report: missing keys {missing}")
+    head = title or str(report.get("model", "")) or "accuracy"
+    lines = [f"{head}: {report['frames']} frames",
+             f"  translation error  median {report['median_translation_m']:.3f} m    "
+             f"mean {report['mean_translation_m']:.3f} m",
+             f"  rotation error     median {report['median_rotation_deg']:.2f} deg  "
+             f"mean {report['mean_rotation_deg']:.2f} deg"]
+    within = report["within"]
+    width = max((len(k) for k in within), default=0)
+    for label, share in within.items():
+        lines.append(f"  within {label:<{width}}  {100.0 * float(share):5.1f} %")
+    return "\n".join(lines)
+
+
+def save_eval_plots(out_dir: str | Path, pred_n44: np.ndarray, gt_n44: np.ndarray,
+                    report: dict[str, Any] | None = None, title: str = "") -> list[Path]:
+    """Write ``error_cdf.png`` and ``trajectory.png`` into ``out_dir`` (created if missing).
+
+    ``error_cdf.png`` has two panels, the CDFs of translation (m) and rotation
+    (deg) error with their medians marked; ``trajectory.png`` is a top-down
+    view of ground truth vs predictions, each prediction joined to its ground
+    truth by a thin line. ``report`` (optional) adds its 5cm/5deg-style share
+    to the trajectory title. Files are written atomically. Returns their paths.
+    """
+    from reloc_ros.plots import plot_error_cdf, plot_predictions_topdown
+
+    t, r = pose_errors(pred_n44, gt_n44)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cdf_path = out / "error_cdf.png"
+    traj_path = out / "trajectory.png"
+    plot_error_cdf(cdf_path, t, r, title=title)
+    traj_title = title or "ground truth vs prediction"
+    if report is not None and "median_translation_m" in report and "median_rotation_deg" in report:
+        traj_title += (f" (median {report['median_translation_m']:.2f} m, "
+                       f"{report['median_rotation_deg']:.1f} deg)")
+    plot_predictions_topdown(traj_path, gt_n44, pred_n44, title=traj_title)
+    logger.info("wrote evaluation plots %s, %s", cdf_path, traj_path)
+    return [cdf_path, traj_path]
+
+
+def write_report_json(path: str | Path, report: dict[str, Any]) -> None:
+    """Write a report as JSON (indent 2, sorted keys) atomically, creating the parent directory.
+
+    NaN/inf are refused (``ValueError``): they are not valid JSON.
+    """
+    text = json.dumps(_plain(report), indent=2, sort_keys=True, allow_nan=False)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, text + "\n")
+
+
+def read_report_json(path: str | Path) -> dict[str, Any]:
+    """Read a report written by :func:`write_report_json`."""
+    report = json.loads(Path(path).read_text())
+    if not isinstance(report, dict):
+        raise ValueError(f"'{path}' does not hold a report (a JSON object), got {type(report).__name__}")
+    return report
