@@ -9,7 +9,7 @@ OUT ?= demo_out
 # torch pulls several GB of CUDA packages.
 setup:
 	$(PIP) install --quiet --disable-pip-version-check "torch==2.13.0"
-	$(PIP) install --quiet --disable-pip-version-check -e . pytest flake8 pydocstyle
+	$(PIP) install --quiet --disable-pip-version-check -e ".[onnx]" pytest flake8 pydocstyle
 
 test: setup
 	$(PYTHON) -m pytest -q

@@ -40,7 +40,7 @@ setup(
         'numpy', 'scipy', 'opencv-python-headless', 'rosbags>=0.10', 'tqdm', 'matplotlib',
         'pyyaml',
     ],
-    extras_require={'train': ['torch']},
+    extras_require={'train': ['torch'], 'onnx': ['onnx', 'onnxruntime']},
     zip_safe=True,
     maintainer='reloc_ros maintainers',
     maintainer_email='maintainers@reloc-ros.dev',

@@ -17,6 +17,8 @@
 Subcommands:
   synth    write a synthetic indoor-scene rosbag2 with exact ground truth
   extract  write the image-aligned ground-truth trajectory of a bag (TUM format)
+  train    train a pose regressor on bags; export one TorchScript model file
+  eval     accuracy of a model on a bag with ground truth
   demo     the main job on the built-in synthetic default
   bench    measure data throughput (bag decode + TF, synthetic rendering)
 """
@@ -57,12 +59,17 @@ def _positive_int(text: str) -> int:
     return v
 
 
-def add_bag_source_args(p: argparse.ArgumentParser) -> None:
-    """Add the options every subcommand that reads a bag accepts, with the same defaults."""
+def add_bag_source_args(p: argparse.ArgumentParser, from_model: bool = False) -> None:
+    """Add the options every subcommand that reads a bag accepts, with the same defaults.
+
+    With ``from_model``, options left out take the values the model was
+    trained with (argparse default None, merged by :func:`bag_source_from_args`).
+    """
     from reloc_ros.data.bag import BagSource
 
     d = BagSource()
-    g = p.add_argument_group("bag source (images and ground truth)")
+    g = p.add_argument_group("bag source (images and ground truth)" +
+                             ("; options left out: as the model was trained" if from_model else ""))
     g.add_argument("--image-topic", default=d.image_topic,
                    help="colour image topic (Image or CompressedImage); default: the bag's only colour image topic")
     g.add_argument("--map-frame", default=d.map_frame, help=f"frame poses are expressed in (default: {d.map_frame})")
@@ -76,14 +83,28 @@ def add_bag_source_args(p: argparse.ArgumentParser) -> None:
                    help=f"how far ground truth may be held beyond its samples, in s (default: {d.tolerance_s})")
     g.add_argument("--max-gap", type=float, default=d.max_gap_s, metavar="S",
                    help=f"widest gap between ground-truth samples that is interpolated, in s (default: {d.max_gap_s})")
+    if from_model:
+        p.set_defaults(**{a.dest: None for a in g._group_actions})
 
 
-def bag_source_from_args(args: argparse.Namespace):
+_SOURCE_OPTIONS = {"image_topic": "image_topic", "map_frame": "map_frame", "camera_frame": "camera_frame",
+                   "pose_topic": "pose_topic", "tolerance": "tolerance_s", "max_gap": "max_gap_s",
+                   "depth_topic": "depth_topic"}
+
+
+def bag_source_from_args(args: argparse.Namespace, trained_with: dict | None = None):
+    """Build the BagSource from the options; those left out (None) come from ``trained_with``."""
+    from dataclasses import asdict
+
     from reloc_ros.data.bag import BagSource
 
-    return BagSource(image_topic=args.image_topic, map_frame=args.map_frame, camera_frame=args.camera_frame,
-                     pose_topic=args.pose_topic, tolerance_s=args.tolerance, max_gap_s=args.max_gap,
-                     depth_topic=args.depth_topic)
+    values = asdict(BagSource())
+    values.update(trained_with or {})
+    for opt, field_name in _SOURCE_OPTIONS.items():
+        v = getattr(args, opt)
+        if v is not None or trained_with is None:
+            values[field_name] = v
+    return BagSource(**values)
 
 
 # ---------------------------------------------------------------------------
@@ -151,17 +172,133 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from reloc_ros.bench_data import run_data_benchmark
+def cmd_train(args: argparse.Namespace) -> int:
+    from reloc_ros.training.trainer import TrainConfig, train
 
-    results = run_data_benchmark(frames=args.frames, quick=args.quick)
+    cfg = TrainConfig(model=args.model, backbone=args.backbone, head=args.head, preprocessing=args.preprocessing,
+                      input_size=args.input_size, loss=args.loss, beta=args.beta, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, dropout=args.dropout, val_fraction=args.val_fraction,
+                      augment=not args.no_augment, seed=args.seed, backbone_weights=args.backbone_weights)
+    result = train(args.bags, bag_source_from_args(args), cfg, args.out, resume=args.resume,
+                   cache_dir=args.cache_dir, device=args.device, progress=not args.quiet, onnx=args.onnx)
+    if result.val_metrics:
+        from reloc_ros.training.evaluate import format_report
+
+        print(format_report(result.val_metrics, title=f"validation (best epoch) of {args.out}"))
+        b = result.baseline
+        print(f"mean-pose baseline on the same frames: {b['median_translation_m']:.3f} m, "
+              f"{b['median_rotation_deg']:.2f} deg")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from reloc_ros.data.bag import read_bag_dataset
+    from reloc_ros.data.types import write_tum
+    from reloc_ros.geometry import make_pose
+    from reloc_ros.training.evaluate import accuracy_report, format_report, save_eval_plots, write_report_json
+    from reloc_ros.training.export import load_model, predict
+
+    module, meta = load_model(args.model, device=args.device)
+    source = bag_source_from_args(args, trained_with=meta.get("bag_source"))
+    ds = read_bag_dataset(args.bags, source, image_size=tuple(meta["input_size"]),
+                          preprocessing=meta["preprocessing"], progress=not args.quiet)
+    ts, qs = [], []
+    for i in range(0, len(ds), 64):
+        t, q = predict(module, meta, ds.images[i:i + 64])
+        ts.append(t)
+        qs.append(q)
+    pred = make_pose(np.concatenate(ts), np.concatenate(qs))
+    report = accuracy_report(pred, ds.poses_n44, model=str(args.model), data=ds.source,
+                             model_name=meta.get("model"))
+    print(format_report(report, title=f"{args.model} on {ds.source}"))
+    if args.json:
+        write_report_json(args.json, report)
+    if args.plots:
+        for path in save_eval_plots(args.plots, pred, ds.poses_n44, report, title=str(args.model)):
+            print(f"wrote {path}")
+    if args.tum:
+        write_tum(args.tum, ds.stamps_ns, pred)
+    return 0
+
+
+def _load_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
+    """Read a YAML mapping of train options (names as on the command line, - or _)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read config file '{path}': {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"config file '{path}' must hold a mapping of option: value")
+    valid = {a.dest for a in parser._actions if a.dest not in ("help", "config", "bags")}
+    out = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in valid:
+            raise ValueError(f"config file '{path}': unknown option '{key}'; valid: {', '.join(sorted(valid))}")
+        if dest == "input_size" and isinstance(value, str):
+            value = parse_size(value)
+        out[dest] = value
+    return out
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from reloc_ros.io_utils import atomic_write_text
+
+    if args.suite == "data":
+        from reloc_ros.bench_data import run_data_benchmark
+
+        results = run_data_benchmark(frames=args.frames, quick=args.quick)
+        markdown = None
+    else:
+        from reloc_ros.bench_apr import markdown_table, run_apr_benchmark
+
+        results = run_apr_benchmark(quick=args.quick, progress=not args.quiet)
+        markdown = markdown_table(results)
     text = json.dumps(results, indent=2)
     if args.json:
-        from reloc_ros.io_utils import atomic_write_text
-
         atomic_write_text(args.json, text + "\n")
-    print(text)
+    if args.markdown and markdown:
+        atomic_write_text(args.markdown, markdown)
+    print(markdown or text)
     return 0
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from reloc_ros.training.trainer import LOSSES, MODELS, TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("bags", nargs="*", type=Path, help="bag(s) of the mapping run")
+    add_bag_source_args(p)
+    p.add_argument("--config", type=Path, help="YAML file of these options (command line wins)")
+    p.add_argument("--model", choices=tuple(MODELS), default=d.model, help=f"default: {d.model}")
+    p.add_argument("--out", type=Path, help="model file to write (TorchScript); its checkpoint is OUT.ckpt")
+    p.add_argument("--epochs", type=_positive_int, default=d.epochs, help=f"default: {d.epochs}")
+    p.add_argument("--input-size", type=parse_size, default=d.input_size, metavar="WxH",
+                   help=f"network input (default: {d.input_size[0]}x{d.input_size[1]})")
+    p.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default=d.backbone,
+                   help=f"default: {d.backbone}")
+    p.add_argument("--backbone-weights", help="torchvision ImageNet state_dict (.pth) to start from")
+    p.add_argument("--head", choices=("fc", "lstm"), help="default: fc for posenet, lstm for lrf-posenet")
+    p.add_argument("--preprocessing", choices=("crop", "resize"),
+                   help="default: crop for posenet, resize (whole image) for lrf-posenet")
+    p.add_argument("--loss", choices=LOSSES, default=d.loss, help=f"default: {d.loss}")
+    p.add_argument("--beta", type=float, help="rotation weight of the beta/geometric losses (default: the loss's)")
+    p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"default: {d.batch_size}")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default: {d.lr})")
+    p.add_argument("--dropout", type=float, default=d.dropout, help=f"default: {d.dropout}")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help=f"share of contiguous time blocks held out (default: {d.val_fraction})")
+    p.add_argument("--no-augment", action="store_true", help="no colour jitter, blur and noise")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"default: {d.seed}")
+    p.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is OUT.ckpt")
+    p.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "reloc_ros",
+                   help="decoded-frame cache (default: ~/.cache/reloc_ros)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--onnx", action="store_true", help="also export OUT.onnx, checked against the TorchScript")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,6 +327,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tum", type=Path, required=True, help="output trajectory (stamp tx ty tz qx qy qz qw)")
     p.set_defaults(func=cmd_extract)
 
+    p = sub.add_parser("train", help="train a pose regressor on bags and export one TorchScript model file")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy of a model on a bag with ground truth (JSON, plots, TUM)")
+    p.add_argument("model", type=Path, help="exported model file (.pt)")
+    p.add_argument("bags", nargs="+", type=Path, help="bag(s) with ground truth")
+    add_bag_source_args(p, from_model=True)
+    p.add_argument("--json", type=Path, help="write the report as JSON")
+    p.add_argument("--plots", type=Path, metavar="DIR", help="write error CDFs and a trajectory plot (PNG) here")
+    p.add_argument("--tum", type=Path, help="write the predicted trajectory (TUM format, for evo)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.set_defaults(func=cmd_eval)
+
     p = sub.add_parser("demo", help="run the main job on the built-in synthetic default")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     p.add_argument("--frames", type=_positive_int, default=300, help="mapping frames; query gets half (default: 300)")
@@ -197,7 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="measure data throughput: bag decode + TF, synthetic rendering")
+    p = sub.add_parser("bench", help="benchmarks: data throughput, or the APR comparison and speed")
+    p.add_argument("--suite", choices=("data", "apr"), default="data",
+                   help="data: bag decode + TF and rendering (default); apr: the seeds' comparison on the "
+                        "synthetic scene plus training/inference speed")
+    p.add_argument("--markdown", type=Path, help="write the APR tables (markdown) here")
     p.add_argument("--frames", type=_positive_int, default=300, help="frames per measurement (default: 300)")
     p.add_argument("--quick", action="store_true", help="fewer frames, for a smoke run")
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -208,6 +363,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "train":
+        train_parser = parser._subparsers._group_actions[0].choices["train"]
+        if args.config is not None:
+            try:
+                train_parser.set_defaults(**_load_config_file(args.config, train_parser))
+            except ValueError as exc:
+                parser.error(str(exc))
+            args = parser.parse_args(argv)
+        if not args.bags or args.out is None:
+            train_parser.error("needs at least one BAG and --out (on the command line or in --config)")
     level = logging.DEBUG if args.verbose else (logging.WARNING if args.quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

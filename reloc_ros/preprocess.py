@@ -52,8 +52,12 @@ def crop_window(src_size: tuple[int, int], size: tuple[int, int]) -> tuple[float
     return scale, int(round((sw * scale - w) / 2)), int(round((sh * scale - h) / 2))
 
 
-def preprocess_image(rgb_hw3: np.ndarray, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """Return the uint8 RGB image (height, width, 3) a model of input ``size`` (w, h) takes."""
+def preprocess_image(rgb_hw3: np.ndarray, mode: str, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """Return the image (height, width, ...) a model of input ``size`` (w, h) takes.
+
+    ``nearest`` samples without blending (for depth, where averaging across an
+    object's edge would invent surfaces).
+    """
     _check(mode, size)
     h_src, w_src = rgb_hw3.shape[:2]
     w, h = size
@@ -62,10 +66,10 @@ def preprocess_image(rgb_hw3: np.ndarray, mode: str, size: tuple[int, int]) -> n
     # INTER_AREA when shrinking averages pixels instead of aliasing them.
     if mode == "resize":
         interp = cv2.INTER_AREA if w < w_src and h < h_src else cv2.INTER_LINEAR
-        return cv2.resize(rgb_hw3, (w, h), interpolation=interp)
+        return cv2.resize(rgb_hw3, (w, h), interpolation=cv2.INTER_NEAREST if nearest else interp)
     scale, x0, y0 = crop_window((w_src, h_src), size)
     sw, sh = max(w, int(round(w_src * scale))), max(h, int(round(h_src * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    interp = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     scaled = cv2.resize(rgb_hw3, (sw, sh), interpolation=interp)
     return np.ascontiguousarray(scaled[y0:y0 + h, x0:x0 + w])
 

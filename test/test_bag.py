@@ -304,3 +304,14 @@ def test_non_monotonic_image_stamps_are_ordered_by_stamp(tmp_path, typestore):
     assert np.all(np.diff(ds.stamps_ns) > 0)
     assert ds.images[:, 0, 0, 0].tolist() == [0, 3, 2, 1, 4, 5]  # pixels follow their stamps
     assert_poses_match(ds, truth)
+
+
+def test_crop_preprocessing_is_cached_apart_from_resize(robot_bag, tmp_path):
+    path, _ = robot_bag
+    cache = tmp_path / "cache"
+    resized = read_bag_dataset(path, image_size=(12, 12), cache_dir=cache, preprocessing="resize")
+    cropped = read_bag_dataset(path, image_size=(12, 12), cache_dir=cache, preprocessing="crop")
+    assert not np.array_equal(resized.images, cropped.images)
+    # Crop keeps the 24x24 centre of the 32x24 image (scaled by 0.5): the centred principal point stays centred.
+    assert cropped.intrinsics.fx == pytest.approx(15.0) and cropped.intrinsics.cx == pytest.approx(5.5)
+    assert resized.intrinsics.fx == pytest.approx(30.0 * 12 / 32)

@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import cv2
 import numpy as np
 
 from reloc_ros import conversions
@@ -40,6 +39,7 @@ from reloc_ros.data.types import (SKIP_DUPLICATE_STAMP, SKIP_UNDECODABLE, Intrin
 from reloc_ros.errors import RelocError
 from reloc_ros.geometry import is_rigid, make_pose
 from reloc_ros.io_utils import atomic_path
+from reloc_ros.preprocess import preprocess_image, preprocess_intrinsics
 
 log = logging.getLogger(__name__)
 
@@ -305,19 +305,22 @@ def _decode(msg: object, msgtype: str) -> np.ndarray:
     return conversions.image_to_rgb8(msg)
 
 
-def _resize(img: np.ndarray, size: tuple[int, int] | None, interp: int = cv2.INTER_AREA) -> np.ndarray:
-    if size is None or (img.shape[1], img.shape[0]) == tuple(size):
+def _resize(img: np.ndarray, size: tuple[int, int] | None, mode: str, nearest: bool = False) -> np.ndarray:
+    if size is None:
         return img
-    return cv2.resize(img, tuple(size), interpolation=interp)
+    return preprocess_image(img, mode, size, nearest=nearest)
 
 
 def read_bag_dataset(paths: str | Path | Sequence[str | Path], source: BagSource = BagSource(),
                      load_images: bool = True, image_size: tuple[int, int] | None = None,
-                     cache_dir: str | Path | None = None, progress: bool = False) -> PoseDataset:
+                     cache_dir: str | Path | None = None, progress: bool = False,
+                     preprocessing: str = "resize") -> PoseDataset:
     """Read posed frames from bag(s).
 
-    image_size: (width, height) to resize images to (whole image, no crop;
-        intrinsics scaled accordingly), or None to keep them as recorded.
+    image_size: (width, height) to bring images to, or None to keep them as
+        recorded; intrinsics follow.
+    preprocessing: how to reach ``image_size``: 'resize' the whole image or
+        'crop' the centre after scaling (see :mod:`reloc_ros.preprocess`).
     cache_dir: keep decoded (resized) frames there, keyed by the bags' files,
         the source options and the size, so later reads skip decoding.
     """
@@ -327,19 +330,19 @@ def read_bag_dataset(paths: str | Path | Sequence[str | Path], source: BagSource
             raise ValueError(f"image size must be positive, got {w}x{h}")
     key = None
     if cache_dir is not None and load_images:
-        key = _cache_key(paths, source, image_size)
+        key = _cache_key(paths, source, image_size, preprocessing)
         cached = _load_cache(Path(cache_dir), key)
         if cached is not None:
             return cached
     with Bag(paths) as bag:
-        ds = _read(bag, source, load_images, image_size, progress)
+        ds = _read(bag, source, load_images, image_size, progress, preprocessing)
     if key is not None:
         _save_cache(Path(cache_dir), key, ds)
     return ds
 
 
 def _read(bag: Bag, source: BagSource, load_images: bool, image_size: tuple[int, int] | None,
-          progress: bool) -> PoseDataset:
+          progress: bool, mode: str) -> PoseDataset:
     image_topic = choose_image_topic(bag, source.image_topic)
     msgtype = bag.topics[image_topic]
     depth_topic = source.depth_topic
@@ -374,7 +377,7 @@ def _read(bag: Bag, source: BagSource, load_images: bool, image_size: tuple[int,
             undecodable[k] = True
             continue
         native_size = (img.shape[1], img.shape[0])
-        images[k] = _resize(img, image_size)
+        images[k] = _resize(img, image_size, mode)
     bar.close()
     stamps_arr = np.array(stamps, dtype=np.int64)
     if source.camera_frame is None and len(frame_ids) > 1:
@@ -403,14 +406,14 @@ def _read(bag: Bag, source: BagSource, load_images: bool, image_size: tuple[int,
     if depth_topic is not None and load_images:
         for _, _, msg in bag.messages([depth_topic]):
             depth_by_stamp[conversions.stamp_to_ns(msg.header.stamp)] = msg
-    intrinsics = _intrinsics(bag, image_topic, native_size, image_size)
+    intrinsics = _intrinsics(bag, image_topic, native_size, image_size, mode)
 
     order = np.flatnonzero(use)
     order = order[np.argsort(stamps_arr[order], kind="stable")]
     depths = None
     if depth_topic is not None and load_images:
-        depths, order = _aligned_depth(depth_by_stamp, stamps_arr, order, native_size, image_size, depth_topic,
-                                       skipped)
+        depths, order = _aligned_depth(depth_by_stamp, stamps_arr, order, native_size, image_size, mode,
+                                       depth_topic, skipped)
     if len(order) == 0:
         raise RelocError(f"no posed frames in bag {bag.name} on '{image_topic}' "
                          f"(map frame '{source.map_frame}', camera frame '{camera_frame}'): {skipped}")
@@ -423,7 +426,7 @@ def _read(bag: Bag, source: BagSource, load_images: bool, image_size: tuple[int,
 
 
 def _intrinsics(bag: Bag, image_topic: str, native_size: tuple[int, int] | None,
-                image_size: tuple[int, int] | None) -> Intrinsics | None:
+                image_size: tuple[int, int] | None, mode: str) -> Intrinsics | None:
     info_topic = _camera_info_topic(bag, image_topic)
     if info_topic is None:
         log.warning("no CameraInfo for %s: intrinsics unknown", image_topic)
@@ -435,11 +438,11 @@ def _intrinsics(bag: Bag, image_topic: str, native_size: tuple[int, int] | None,
     if native_size is not None and (K.width, K.height) != native_size:
         raise RelocError(f"CameraInfo on '{info_topic}' is for {K.width}x{K.height} images but '{image_topic}' "
                          f"has {native_size[0]}x{native_size[1]}")
-    return K.scaled(*image_size) if image_size is not None else K
+    return preprocess_intrinsics(K, mode, image_size) if image_size is not None else K
 
 
 def _aligned_depth(depth_by_stamp: dict[int, object], stamps: np.ndarray, order: np.ndarray,
-                   native_size: tuple[int, int] | None, image_size: tuple[int, int] | None, topic: str,
+                   native_size: tuple[int, int] | None, image_size: tuple[int, int] | None, mode: str, topic: str,
                    skipped: SkipReport) -> tuple[np.ndarray, np.ndarray]:
     """Depth (metres, NaN invalid) for each kept frame; frames without one are skipped."""
     keep, depths = [], []
@@ -453,7 +456,7 @@ def _aligned_depth(depth_by_stamp: dict[int, object], stamps: np.ndarray, order:
             raise ValueError(f"depth on '{topic}' is {d.shape[1]}x{d.shape[0]} but the colour images are "
                              f"{native_size[0]}x{native_size[1]}: depth must be aligned (registered) to colour")
         keep.append(i)
-        depths.append(_resize(d, image_size, cv2.INTER_NEAREST))  # never blend depth across edges
+        depths.append(_resize(d, image_size, mode, nearest=True))  # never blend depth across edges
     if not keep:
         return np.zeros((0, 1, 1), np.float32), np.array([], dtype=np.int64)
     return np.stack(depths).astype(np.float32), np.array(keep, dtype=np.int64)
@@ -464,7 +467,7 @@ def _aligned_depth(depth_by_stamp: dict[int, object], stamps: np.ndarray, order:
 # ---------------------------------------------------------------------------
 
 def _cache_key(paths: str | Path | Sequence[str | Path], source: BagSource,
-               image_size: tuple[int, int] | None) -> str:
+               image_size: tuple[int, int] | None, mode: str) -> str:
     if isinstance(paths, (str, Path)):
         paths = [paths]
     files = []
@@ -475,7 +478,7 @@ def _cache_key(paths: str | Path | Sequence[str | Path], source: BagSource,
                 st = f.stat()
                 files.append((str(f), st.st_size, st.st_mtime_ns))
     blob = json.dumps({"v": _CACHE_VERSION, "files": files, "source": asdict(source),
-                       "size": list(image_size) if image_size else None}, sort_keys=True)
+                       "size": list(image_size) if image_size else None, "mode": mode}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

@@ -1,0 +1,419 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Train an absolute pose regressor (PoseNet, LRF-PoseNet) from bags and export it.
+
+One loop for one process or many: under ``torchrun`` it uses
+torch.distributed (gloo on CPU, nccl on CUDA) with DistributedDataParallel,
+each rank taking its share of every epoch's permutation; rank 0 logs,
+validates, checkpoints and exports.
+
+Reproducible and resumable: every epoch's shuffling, augmentation and dropout
+draw from generators seeded by (seed, epoch), and a checkpoint is written
+atomically after every epoch, so ``resume=True`` continues an interrupted run
+to the same result it would have reached uninterrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from reloc_ros import __version__
+from reloc_ros.data.bag import BagSource, read_bag_dataset
+from reloc_ros.data.types import PoseDataset
+from reloc_ros.errors import RelocError
+from reloc_ros.geometry import make_pose, rotation_error_deg, translation_error
+from reloc_ros.io_utils import atomic_path
+from reloc_ros.training.data import (PoseNormaliser, augment, pose_targets, split_time_blocks,
+                                     to_network_input)
+
+log = logging.getLogger(__name__)
+
+# Each model is a choice of head and preprocessing; both stay overridable so
+# their effects can be measured separately (the LRF-PoseNet ablation).
+MODELS = {
+    "posenet": {"head": "fc", "preprocessing": "crop"},
+    "lrf-posenet": {"head": "lstm", "preprocessing": "resize"},
+}
+LOSSES = ("beta", "learned", "geometric")
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run's result (checkpoints carry it)."""
+
+    model: str = "posenet"
+    backbone: str = "resnet18"
+    head: str | None = None  # default: the model's
+    preprocessing: str | None = None  # default: the model's
+    input_size: tuple[int, int] = (224, 224)
+    loss: str = "beta"
+    beta: float | None = None  # default: the loss's own
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 5e-4  # seed 000: Adam, lr 5e-4, beta1 0.9, beta2 0.999
+    weight_decay: float = 0.0
+    dropout: float = 0.5
+    val_fraction: float = 0.15
+    augment: bool = True
+    seed: int = 0
+    backbone_weights: str | None = None
+    min_frames: int = 20
+
+    def resolved(self) -> "TrainConfig":
+        """Fill the model's defaults in and check every value."""
+        if self.model not in MODELS:
+            raise ValueError(f"model '{self.model}' is not one of {', '.join(MODELS)}")
+        cfg = replace(self, head=self.head or MODELS[self.model]["head"],
+                      preprocessing=self.preprocessing or MODELS[self.model]["preprocessing"],
+                      input_size=tuple(int(v) for v in self.input_size))
+        if cfg.loss not in LOSSES:
+            raise ValueError(f"loss '{cfg.loss}' is not one of {', '.join(LOSSES)}")
+        for name in ("epochs", "batch_size", "min_frames"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+        if not cfg.lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {cfg.lr}")
+        if cfg.batch_size < 2:
+            raise ValueError("batch size must be >= 2 (batch normalisation needs more than one image)")
+        return cfg
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}; valid: "
+                             f"{', '.join(sorted(known))}")
+        d = dict(d)
+        if "input_size" in d:
+            d["input_size"] = tuple(d["input_size"])
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    checkpoint_path: Path
+    history: list[dict] = field(default_factory=list)
+    val_metrics: dict = field(default_factory=dict)
+    baseline: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# torch.distributed
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: torch.device) -> _Dist:
+    """Join the process group torchrun describes in the environment, if any."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _barrier(d: _Dist) -> None:
+    if d.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
+    """Resolve 'auto' (CUDA if available, else CPU), 'cpu' or 'cuda[:N]' with clear errors."""
+    if device == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device '{device}' is not valid (use auto, cpu, cuda or cuda:N)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' was asked for but CUDA is not available here; use auto or cpu")
+    return dev
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------
+
+def checkpoint_path_for(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + ".ckpt")
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Read a reloc_ros training checkpoint; RelocError for anything else."""
+    if not path.exists():
+        raise ValueError(f"no checkpoint to resume at '{path}'")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RelocError(f"'{path}' is not a readable checkpoint (corrupt or foreign): {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != "reloc_ros.checkpoint":
+        raise RelocError(f"'{path}' is not a reloc_ros training checkpoint")
+    if state.get("format_version", 0) > CHECKPOINT_FORMAT:
+        raise RelocError(f"checkpoint '{path}' has format {state['format_version']}, newer than this "
+                         f"reloc_ros ({__version__}) reads ({CHECKPOINT_FORMAT}); update reloc_ros")
+    return state
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+def _predict(net: torch.nn.Module, images: torch.Tensor, device: torch.device, batch: int = 64) -> tuple:
+    """Run the net in eval mode; return normalised positions and raw quaternions (numpy)."""
+    net.eval()
+    ts, qs = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            t, q = net(to_network_input(images[i:i + batch].to(device)))
+            ts.append(t.float().cpu())
+            qs.append(q.float().cpu())
+    return torch.cat(ts).numpy(), torch.cat(qs).numpy()
+
+
+def _validate(net, images, poses_gt, normaliser, device) -> dict:
+    t, q = _predict(net, images, device)
+    pred = make_pose(normaliser.denormalise(t), q)
+    te, re = translation_error(pred, poses_gt), rotation_error_deg(pred, poses_gt)
+    # Spread of predictions vs ground truth: near 0 means the net collapsed to a constant pose.
+    spread = float(pred[:, :3, 3].std(0).sum() / max(poses_gt[:, :3, 3].std(0).sum(), 1e-9))
+    return {"median_translation_m": float(np.median(te)), "median_rotation_deg": float(np.median(re)),
+            "spread": spread, "pred_n44": pred}
+
+
+def _load_data(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, cache_dir: str | Path | None,
+               d: _Dist, progress: bool) -> PoseDataset:
+    # Rank 0 decodes (and fills the cache); the others then read the cache.
+    if not d.main:
+        _barrier(d)
+    ds = read_bag_dataset(bags, source, image_size=cfg.input_size, preprocessing=cfg.preprocessing,
+                          cache_dir=cache_dir, progress=progress and d.main)
+    if d.main:
+        _barrier(d)
+    if len(ds) < cfg.min_frames:
+        raise RelocError(f"only {len(ds)} posed frames in {ds.source}; training needs at least {cfg.min_frames} "
+                         f"({ds.skipped})")
+    return ds
+
+
+def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: str | Path,
+          resume: bool = False, cache_dir: str | Path | None = None, device: str = "auto",
+          progress: bool = True, onnx: bool = False) -> TrainResult:
+    """Train on the bags' posed frames and export the best epoch to ``out`` (TorchScript)."""
+    from reloc_ros.nets.apr import APRConfig, build_apr
+    from reloc_ros.nets.losses import build_loss
+    from reloc_ros.training.evaluate import accuracy_report, mean_pose_baseline
+
+    cfg = cfg.resolved()
+    out = Path(out)
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        raise ValueError(f"cannot write the model to '{out}': directory '{out.parent}' is missing or not writable")
+    ckpt_path = checkpoint_path_for(out)
+    if ckpt_path.exists() and not resume:
+        raise ValueError(f"a checkpoint of an earlier run exists at '{ckpt_path}': pass --resume to continue it, "
+                         "or delete it to start over")
+    dev = pick_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    d = _init_distributed(dev)
+    if d.world > 1 and device == "auto" and dev.type == "cuda":
+        dev = torch.device(f"cuda:{d.local_rank}")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    data_id = {"bags": [str(Path(b).resolve()) for b in bags], "source": asdict(source)}
+
+    ds = _load_data(bags, source, cfg, cache_dir, d, progress)
+    train_idx, val_idx = split_time_blocks(len(ds), cfg.val_fraction)
+    normaliser = PoseNormaliser.fit(ds.poses_n44[train_idx])
+    t_all, q_all = pose_targets(ds.poses_n44, normaliser)
+    images = torch.from_numpy(np.ascontiguousarray(ds.images))  # uint8 (N, H, W, 3), resident
+    val_images, val_poses = images[val_idx], ds.poses_n44[val_idx]
+    baseline = mean_pose_baseline(ds.poses_n44[train_idx], val_poses)
+
+    torch.manual_seed(cfg.seed)
+    model_cfg = APRConfig(backbone=cfg.backbone, head=cfg.head, dropout=cfg.dropout)
+    net = build_apr(model_cfg, backbone_weights=cfg.backbone_weights).to(dev)
+    # The geometric loss works in the paper's metres (its beta = 500 and look-ahead are metric).
+    loss_fn = build_loss(cfg.loss, cfg.beta,
+                         **({"position_scale": normaliser.scale} if cfg.loss == "geometric" else {})).to(dev)
+    # Learned loss weights (sx, sq) get no weight decay: it would pull them to 0 and bias the weighting.
+    opt = torch.optim.Adam(
+        [{"params": [p for p in net.parameters() if p.requires_grad], "weight_decay": cfg.weight_decay},
+         {"params": list(loss_fn.parameters()), "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.999))
+
+    start_epoch, history, best = 1, [], {"median_translation_m": math.inf}
+    best_state = None
+    if resume:
+        state = load_checkpoint(ckpt_path)
+        diffs = _differences(state["config"], cfg.to_dict()) + _differences(state["data"], data_id)
+        if diffs:
+            raise ValueError(f"--resume with a different configuration than checkpoint '{ckpt_path}': "
+                             + "; ".join(diffs))
+        net.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state["loss"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
+        best_state = state["best_model"]
+        if d.main:
+            log.info("resuming %s after epoch %d of %d", ckpt_path, state["epoch"], cfg.epochs)
+
+    ddp_net = net
+    if d.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp_net = DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    amp = dev.type == "cuda"
+    n_train = len(train_idx)
+    per_rank = n_train // d.world
+    if d.main:
+        log.info("training %s (%s, head %s, %s %dx%d, loss %s) on %d frames, validating on %d; %s, world size %d",
+                 cfg.model, cfg.backbone, cfg.head, cfg.preprocessing, *cfg.input_size, cfg.loss, n_train,
+                 len(val_idx), dev, d.world)
+        log.info("validation mean-pose baseline: %.3f m, %.2f deg", baseline["median_translation_m"],
+                 baseline["median_rotation_deg"])
+    from tqdm import tqdm
+
+    epoch = start_epoch - 1
+    try:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+            perm = torch.randperm(n_train, generator=gen)[d.rank::d.world][:per_rank]
+            batches = [perm[i:i + cfg.batch_size] for i in range(0, per_rank, cfg.batch_size)]
+            batches = [b for b in batches if len(b) >= 2]  # batch norm needs two images
+            ddp_net.train()
+            sums: dict[str, float] = {}
+            bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                       disable=not (progress and d.main))
+            for b in bar:
+                idx = torch.as_tensor(train_idx)[b]
+                imgs = images[idx]
+                if cfg.augment:
+                    imgs = augment(imgs, gen)
+                x = to_network_input(imgs.to(dev))
+                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
+                    t_pred, q_pred = ddp_net(x)
+                loss, parts = loss_fn(t_pred.float(), q_pred.float(), t_all[idx].to(dev), q_all[idx].to(dev))
+                if not torch.isfinite(loss):
+                    raise RelocError(f"loss became {loss.item()} at epoch {epoch}; lower the learning rate "
+                                     f"(now {cfg.lr})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                for k, v in {"loss": loss, **parts}.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(b)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            n_seen = sum(len(b) for b in batches)
+            row = {"epoch": epoch, **{k: v / max(n_seen, 1) for k, v in sums.items()}}
+            val = _validate(net, val_images, val_poses, normaliser, dev)
+            row.update({k: v for k, v in val.items() if k != "pred_n44"}, seconds=time.perf_counter() - t0)
+            history.append(row)
+            if val["median_translation_m"] < best["median_translation_m"]:
+                best = {k: v for k, v in row.items()}
+                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            if d.main:
+                log.info("epoch %d/%d loss %.4f val %.3f m %.2f deg spread %.2f (%.1f s)", epoch, cfg.epochs,
+                         row["loss"], row["median_translation_m"], row["median_rotation_deg"], row["spread"],
+                         row["seconds"])
+                if val["spread"] < 0.1:
+                    log.warning("predictions barely move (spread %.2f): the net may have collapsed to a constant "
+                                "pose; try a smaller beta or learning rate", val["spread"])
+                _save_checkpoint(ckpt_path, {
+                    "format": "reloc_ros.checkpoint", "format_version": CHECKPOINT_FORMAT,
+                    "reloc_ros_version": __version__, "config": cfg.to_dict(), "data": data_id,
+                    "world_size": d.world,
+                    "model_args": model_cfg.to_dict(), "normaliser": asdict(normaliser), "epoch": epoch,
+                    "model": net.state_dict(), "loss": loss_fn.state_dict(), "optimizer": opt.state_dict(),
+                    "history": history, "best": best, "best_model": best_state})
+    except KeyboardInterrupt:
+        if d.main:
+            log.warning("interrupted during epoch %d; the checkpoint after epoch %d is at %s: continue with "
+                        "--resume", epoch, epoch - 1, ckpt_path)
+        raise
+
+    result = TrainResult(out, ckpt_path, history, baseline=baseline)
+    if d.main:
+        net.load_state_dict(best_state)
+        val = _validate(net, val_images, val_poses, normaliser, dev)
+        result.val_metrics = accuracy_report(val["pred_n44"], val_poses, epoch=best["epoch"], spread=val["spread"])
+        _export(net, out, cfg, model_cfg, normaliser, ds, source, train_idx, val_idx, result, onnx)
+        log.info("best epoch %d: val median %.3f m, %.2f deg (mean-pose baseline %.3f m, %.2f deg); wrote %s",
+                 best["epoch"], result.val_metrics["median_translation_m"], result.val_metrics["median_rotation_deg"],
+                 baseline["median_translation_m"], baseline["median_rotation_deg"], out)
+    _barrier(d)
+    return result
+
+
+def _export(net, out: Path, cfg: TrainConfig, model_cfg, normaliser: PoseNormaliser, ds: PoseDataset,
+            source: BagSource, train_idx: np.ndarray, val_idx: np.ndarray, result: TrainResult,
+            onnx: bool) -> None:
+    from reloc_ros.training.export import export_onnx, export_torchscript
+
+    pos = ds.poses_n44[:, :3, 3]
+    metadata = {
+        "model_kind": "apr", "model": cfg.model, "model_args": model_cfg.to_dict(),
+        "train_config": cfg.to_dict(),
+        "input_size": list(cfg.input_size), "preprocessing": cfg.preprocessing,
+        "frames": {"map_frame": ds.map_frame, "camera_frame": ds.camera_frame},
+        "bag_source": asdict(source),
+        "training_data": {"source": ds.source, "frames_train": int(len(train_idx)), "frames_val": int(len(val_idx)),
+                          "skipped": dict(ds.skipped.counts), "extent_m": (pos.max(0) - pos.min(0)).tolist()},
+        "metrics": {"validation": result.val_metrics, "validation_mean_pose_baseline": result.baseline},
+    }
+    net_cpu = copy.deepcopy(net).cpu().eval()
+    export_torchscript(net_cpu, out, metadata, pos_mean=normaliser.mean, pos_scale=normaliser.scale,
+                       input_size=cfg.input_size)
+    if onnx:
+        export_onnx(out, out.with_suffix(".onnx"))

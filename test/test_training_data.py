@@ -1,0 +1,79 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Training data: time-block splits, position normalisation, pose-preserving augmentation."""
+
+import numpy as np
+import pytest
+import torch
+
+from reloc_ros.geometry import make_pose
+from reloc_ros.nets.backbones import IMAGENET_MEAN
+from reloc_ros.training.data import PoseNormaliser, augment, pose_targets, split_time_blocks, to_network_input
+
+
+def test_split_is_contiguous_blocks_covering_the_sequence():
+    train, val = split_time_blocks(240, 0.15)
+    assert len(val) == 36 and len(train) == 204 and not set(train) & set(val)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(240))
+    runs = np.split(val, np.flatnonzero(np.diff(val) != 1) + 1)
+    assert len(runs) == 3 and all(len(r) == 12 for r in runs)  # three contiguous blocks
+    assert val.min() < 120 <= val.max()  # spread over the sequence, not one end
+
+
+@pytest.mark.parametrize("laps", [1, 2, 3, 4])
+def test_split_does_not_hold_out_the_same_stretch_of_every_lap(laps):
+    n = 240
+    _, val = split_time_blocks(n, 0.15)
+    lap_pos = (val % (n // laps)) / (n // laps)  # where on the loop each validation frame is
+    trained = np.ones(100, bool)
+    trained[(lap_pos * 100).astype(int)] = False
+    # Some stretch of the loop held out in one lap must be trained on in another, except for 1 lap.
+    train, _ = split_time_blocks(n, 0.15)
+    train_pos = set(((train % (n // laps)) * 100 // (n // laps)).tolist())
+    covered = np.mean([int(p) in train_pos for p in (lap_pos * 100).astype(int)])
+    assert covered == (0.0 if laps == 1 else 1.0)
+
+
+def test_split_rejects_bad_fraction():
+    with pytest.raises(ValueError, match="validation fraction must be in \\(0, 1\\), got 1.5"):
+        split_time_blocks(100, 1.5)
+
+
+def test_normaliser_and_targets():
+    poses = np.stack([make_pose([x, 2 * x, 1.0], [0, 0, -0.3, -0.95]) for x in np.linspace(-1, 1, 11)])
+    norm = PoseNormaliser.fit(poses)
+    t, q = pose_targets(poses, norm)
+    assert np.allclose(t.mean(0), 0, atol=1e-6)
+    assert np.isclose(np.sqrt((t.numpy() ** 2).sum(1).mean()), 1.0)  # unit RMS distance from the mean
+    assert np.allclose(norm.denormalise(t.numpy()), poses[:, :3, 3], atol=1e-6)
+    assert torch.all(q[:, 3] >= 0) and torch.allclose(q.norm(dim=1), torch.ones(11))  # canonical, unit
+
+
+def test_augment_changes_pixels_not_geometry_and_is_seeded():
+    img = torch.zeros(4, 24, 32, 3, dtype=torch.uint8)
+    img[:, :, 16:] = 200  # a vertical edge at x = 16
+    a = augment(img, torch.Generator().manual_seed(1))
+    b = augment(img, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == img.shape and a.dtype == torch.uint8
+    assert not torch.equal(a, img)
+    # The edge stays where it was: photometric changes only, so the pose label stays true.
+    col = a.float().mean(dim=(0, 1, 3))
+    assert int(torch.argmax(col[1:] - col[:-1])) in (14, 15, 16)
+
+
+def test_network_input_is_imagenet_normalised():
+    x = to_network_input(torch.full((1, 2, 2, 3), 255, dtype=torch.uint8))
+    assert x.shape == (1, 3, 2, 2)
+    assert torch.isclose(x[0, 0, 0, 0], torch.tensor((1.0 - IMAGENET_MEAN[0]) / 0.229), atol=1e-4)
