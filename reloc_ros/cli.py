@@ -133,42 +133,62 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the main job on the built-in default, as far as it exists today.
+    """Run the main job on the built-in default: synthetic bags -> train -> accuracy on a query run.
 
-    Renders a mapping bag and a query bag of the synthetic scene, reads both
-    back through the bag reader users' bags go through, and writes their
-    ground-truth trajectories (TUM) and a top-down plot.
+    Renders a mapping bag (the robot drives its loop twice) and a query bag of
+    a different route, trains a model on the first through the same trainer
+    ``reloc-ros train`` uses, and reports its accuracy on the second as
+    ``reloc-ros eval`` would, beside the mean-pose baseline. Files already
+    in ``--out`` from an earlier run are reused.
     """
-    import numpy as np
-
     from reloc_ros.data.bag import BagSource, read_bag_dataset
-    from reloc_ros.data.synth import write_synthetic_bag
+    from reloc_ros.data.synth import make_run, write_synthetic_bag
     from reloc_ros.data.types import write_tum
     from reloc_ros.plots import plot_topdown
+    from reloc_ros.training.evaluate import (evaluate_model_on_bags, format_report, mean_pose_baseline,
+                                             save_eval_plots, write_report_json)
+    from reloc_ros.training.trainer import TrainConfig, checkpoint_path_for, train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = {"mapping": ("train", args.frames), "query": ("test", max(1, args.frames // 2))}
+    rate_hz = 10.0
+    lap_m = make_run(route="train", frames=args.frames, size=args.size, seed=args.seed).curve.length_m
+    runs = {"mapping": ("train", args.frames, 2 * lap_m * rate_hz / args.frames),
+            "query": ("test", max(1, args.frames // 2), None)}
     datasets = {}
-    for name, (route, frames) in runs.items():
+    for name, (route, frames, speed) in runs.items():
         bag = out / f"{name}_bag"
         if bag.exists():
             log.info("reusing %s (delete it to render again)", bag)
         else:
             write_synthetic_bag(bag, route=route, frames=frames, seed=args.seed, size=args.size, depth=True,
-                                progress=not args.quiet)
-        ds = read_bag_dataset(bag, BagSource(depth_topic="/camera/depth/image_raw"), progress=not args.quiet)
-        write_tum(out / f"{name}.tum", ds.stamps_ns, ds.poses_n44)
+                                progress=not args.quiet, speed_mps=speed, rate_hz=rate_hz)
+        ds = read_bag_dataset(bag, BagSource(), load_images=False)
+        write_tum(out / f"{name}_gt.tum", ds.stamps_ns, ds.poses_n44)
         datasets[name] = ds
         print(f"{name:8s} {bag}: {ds.summary()}")
     plot_topdown(out / "routes.png", {n: d.poses_n44 for n, d in datasets.items()},
                  title="synthetic scene: mapping and query routes (ground truth from TF)")
-    q, m = datasets["query"].poses_n44[:, :3, 3], datasets["mapping"].poses_n44[:, :3, 3]
-    nearest = np.min(np.linalg.norm(q[:, None, :2] - m[None, :, :2], axis=-1), axis=1)
-    print(f"query frames' distance to the nearest mapping position: median {np.median(nearest):.2f} m, "
-          f"max {nearest.max():.2f} m")
-    print(f"wrote {out / 'mapping.tum'}, {out / 'query.tum'} and {out / 'routes.png'}")
-    print("training and relocalization are not built yet (issues 3 and 5); this demo stops at the data.")
+
+    model = out / "model.pt"
+    if model.exists():
+        log.info("reusing %s (delete it to train again)", model)
+    else:
+        cfg = TrainConfig(model=args.model, input_size=args.input_size, epochs=args.epochs, batch_size=16, lr=1e-3)
+        train([out / "mapping_bag"], BagSource(), cfg, model, resume=checkpoint_path_for(model).exists(),
+              cache_dir=out / "cache", progress=not args.quiet)
+    pred, ds, report = evaluate_model_on_bags(model, [out / "query_bag"], progress=not args.quiet)
+    baseline = mean_pose_baseline(datasets["mapping"].poses_n44, ds.poses_n44)
+    report["mean_pose_baseline"] = {k: baseline[k] for k in ("median_translation_m", "median_rotation_deg")}
+    write_report_json(out / "report.json", report)
+    save_eval_plots(out / "plots", pred, ds.poses_n44, report, title=f"{args.model} on the query route")
+    write_tum(out / "query_pred.tum", ds.stamps_ns, pred)
+    print(format_report(report, title=f"{args.model} on the query route ({ds.source})"))
+    print(f"mean-pose baseline (no learning): median {baseline['median_translation_m']:.3f} m, "
+          f"{baseline['median_rotation_deg']:.2f} deg")
+    print(f"wrote {out / 'report.json'}, {out / 'plots'}/, {out / 'routes.png'}, {model} and TUM trajectories")
+    print("not built yet: the relocalization node and offline replay (issue 5); this demo evaluates the "
+          "exported model directly.")
     return 0
 
 
@@ -192,26 +212,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from reloc_ros.data.bag import read_bag_dataset
     from reloc_ros.data.types import write_tum
-    from reloc_ros.geometry import make_pose
-    from reloc_ros.training.evaluate import accuracy_report, format_report, save_eval_plots, write_report_json
-    from reloc_ros.training.export import load_model, predict
+    from reloc_ros.training.evaluate import (evaluate_model_on_bags, format_report, save_eval_plots,
+                                             write_report_json)
+    from reloc_ros.training.export import read_metadata
 
-    module, meta = load_model(args.model, device=args.device)
+    meta = read_metadata(args.model)
     source = bag_source_from_args(args, trained_with=meta.get("bag_source"))
-    ds = read_bag_dataset(args.bags, source, image_size=tuple(meta["input_size"]),
-                          preprocessing=meta["preprocessing"], progress=not args.quiet)
-    ts, qs = [], []
-    for i in range(0, len(ds), 64):
-        t, q = predict(module, meta, ds.images[i:i + 64])
-        ts.append(t)
-        qs.append(q)
-    pred = make_pose(np.concatenate(ts), np.concatenate(qs))
-    report = accuracy_report(pred, ds.poses_n44, model=str(args.model), data=ds.source,
-                             model_name=meta.get("model"))
+    pred, ds, report = evaluate_model_on_bags(args.model, args.bags, source, progress=not args.quiet,
+                                              device=args.device)
     print(format_report(report, title=f"{args.model} on {ds.source}"))
     if args.json:
         write_report_json(args.json, report)
@@ -346,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_positive_int, default=300, help="mapping frames; query gets half (default: 300)")
     p.add_argument("--size", type=parse_size, default=(160, 120), metavar="WxH", help="image size (default: 160x120)")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
+    p.add_argument("--model", choices=("posenet", "lrf-posenet"), default="posenet", help="default: posenet")
+    p.add_argument("--epochs", type=_positive_int, default=20, help="default: 20 (more is more accurate)")
+    p.add_argument("--input-size", type=parse_size, default=(80, 80), metavar="WxH",
+                   help="network input (default: 80x80, small for CPUs)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks: data throughput, or the APR comparison and speed")

@@ -52,17 +52,26 @@ def test_synth_refuses_to_overwrite_and_bad_size(tmp_path, capsys):
     assert exc.value.code == 2 and "not WIDTHxHEIGHT" in capsys.readouterr().err
 
 
-def test_demo_writes_trajectories_and_plot(tmp_path, capsys):
+def test_demo_runs_the_main_job_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["-q", "demo", "--out", str(out), "--frames", "30", "--size", "64x48"]) == 0
+    args = ["-q", "demo", "--out", str(out), "--frames", "30", "--size", "64x48", "--epochs", "1",
+            "--input-size", "32x24"]
+    assert main(args) == 0
     text = capsys.readouterr().out
-    assert "30 posed frames" in text and "15 posed frames" in text
+    assert "30 posed frames" in text and "15 posed frames" in text and "mean-pose baseline" in text
     assert (out / "routes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    mapping_stamps, mapping = read_tum_trajectory(out / "mapping.tum")
+    assert (out / "plots" / "error_cdf.png").exists() and (out / "model.pt").exists()
+    _, mapping = read_tum_trajectory(out / "mapping_gt.tum")
     assert len(mapping) == 30
-    assert np.allclose(mapping, ground_truth(route="train", frames=30, seed=0)[1], atol=1e-6)
-    # A second run reuses the bags instead of failing on the existing paths.
-    assert main(["-q", "demo", "--out", str(out), "--frames", "30", "--size", "64x48"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["frames"] == 15 and report["model_name"] == "posenet"
+    assert "median_translation_m" in report["mean_pose_baseline"]
+    # The report is what `reloc-ros eval` says for the same files.
+    assert main(["-q", "eval", str(out / "model.pt"), str(out / "query_bag"), "--json", str(tmp_path / "e.json")]) == 0
+    again = json.loads((tmp_path / "e.json").read_text())
+    assert again["median_translation_m"] == report["median_translation_m"]
+    # A second run reuses bags and model instead of failing on the existing paths.
+    assert main(args) == 0
 
 
 def test_bench_quick_writes_json(tmp_path):
@@ -76,3 +85,17 @@ def test_bench_quick_writes_json(tmp_path):
     for key in ("bag_rgb8_640x480", "bag_jpeg_640x480"):
         assert data[key]["full_read"]["frames"] == 10 and data[key]["full_read"]["frames_per_s_median"] > 0
     assert data["synthetic_render"]["160x120"]["frames_per_s_median"] > 0
+
+
+def test_bench_apr_quick_writes_tables(tmp_path):
+    out, md = tmp_path / "apr.json", tmp_path / "apr.md"
+    res = subprocess.run([sys.executable, "-m", "reloc_ros.cli", "-q", "bench", "--suite", "apr", "--quick",
+                          "--json", str(out), "--markdown", str(md)], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    variants = [r["variant"] for r in data["accuracy"]["rows"]]
+    assert len(variants) == 7 and variants[-1].startswith("mean-pose baseline")
+    assert {r["backbone"] for r in data["speed"]} == {"resnet18", "resnet34"}
+    assert all(r["export_latency_ms_median"] > 0 for r in data["speed"])
+    table = md.read_text()
+    assert "| LRF-PoseNet (resize + LSTM) |" in table and "resnet34" in table

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -266,3 +266,35 @@ def read_report_json(path: str | Path) -> dict[str, Any]:
     if not isinstance(report, dict):
         raise ValueError(f"'{path}' does not hold a report (a JSON object), got {type(report).__name__}")
     return report
+
+
+def evaluate_model_on_bags(model_path: str | Path, bags: Sequence[str | Path], source: Any = None,
+                           progress: bool = False, device: str = "cpu",
+                           **extra: Any) -> tuple[np.ndarray, Any, dict[str, Any]]:
+    """Predict every posed frame of the bags with an exported model and report the accuracy.
+
+    ``source`` (a :class:`~reloc_ros.data.bag.BagSource`) defaults to the one
+    the model was trained with. Frames are preprocessed as the model's metadata
+    says. Returns (predicted poses (n, 4, 4), the dataset read, the report).
+    """
+    from dataclasses import fields
+
+    from reloc_ros.data.bag import BagSource, read_bag_dataset
+    from reloc_ros.geometry import make_pose
+    from reloc_ros.training.export import load_model, predict
+
+    module, meta = load_model(model_path, device=device)
+    if source is None:
+        trained = meta.get("bag_source") or {}
+        source = BagSource(**{f.name: trained[f.name] for f in fields(BagSource) if f.name in trained})
+    ds = read_bag_dataset(bags, source, image_size=tuple(meta["input_size"]), preprocessing=meta["preprocessing"],
+                          progress=progress)
+    ts, qs = [], []
+    for i in range(0, len(ds), 64):
+        t, q = predict(module, meta, ds.images[i:i + 64])
+        ts.append(t)
+        qs.append(q)
+    pred = make_pose(np.concatenate(ts), np.concatenate(qs))
+    report = accuracy_report(pred, ds.poses_n44, model=str(model_path), model_name=meta.get("model"),
+                             data=ds.source, **extra)
+    return pred, ds, report
