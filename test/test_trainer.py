@@ -123,7 +123,8 @@ def test_config_file_and_command_line_precedence(bags, tmp_path, capsys):
     cfg.write_text("model: lrf-posenet\nepochs: 5\ninput-size: 32x24\nbatch_size: 8\n")
     out = tmp_path / "x.pt"
     assert main(["-q", "train", str(bags / "tiny"), "--config", str(cfg), "--out", str(out), "--epochs", "1",
-                 "--cache-dir", str(tmp_path / "c")]) == 0
+                 "--cache-dir", str(tmp_path / "c"), "--onnx"]) == 0
+    assert out.with_suffix(".onnx").exists()  # written beside, checked against the TorchScript output
     state = load_checkpoint(checkpoint_path_for(out))
     assert state["config"]["model"] == "lrf-posenet" and state["config"]["head"] == "lstm"
     assert state["config"]["epochs"] == 1  # the command line wins over the file

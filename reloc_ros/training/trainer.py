@@ -266,11 +266,16 @@ def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: 
                          "or delete it to start over")
     dev = pick_device(device, int(os.environ.get("LOCAL_RANK", "0")))
     d = _init_distributed(dev)
-    if d.world > 1 and device == "auto" and dev.type == "cuda":
-        dev = torch.device(f"cuda:{d.local_rank}")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     data_id = {"bags": [str(Path(b).resolve()) for b in bags], "source": asdict(source)}
+    state = None
+    if resume:  # check before the (slow) data loading that the run really is the same
+        state = load_checkpoint(ckpt_path)
+        diffs = _differences(state["config"], cfg.to_dict()) + _differences(state["data"], data_id)
+        if diffs:
+            raise ValueError(f"--resume with a different configuration than checkpoint '{ckpt_path}': "
+                             + "; ".join(diffs))
 
     ds = _load_data(bags, source, cfg, cache_dir, d, progress)
     train_idx, val_idx = split_time_blocks(len(ds), cfg.val_fraction)
@@ -294,12 +299,7 @@ def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: 
 
     start_epoch, history, best = 1, [], {"median_translation_m": math.inf}
     best_state = None
-    if resume:
-        state = load_checkpoint(ckpt_path)
-        diffs = _differences(state["config"], cfg.to_dict()) + _differences(state["data"], data_id)
-        if diffs:
-            raise ValueError(f"--resume with a different configuration than checkpoint '{ckpt_path}': "
-                             + "; ".join(diffs))
+    if state is not None:
         net.load_state_dict(state["model"])
         loss_fn.load_state_dict(state["loss"])
         opt.load_state_dict(state["optimizer"])
