@@ -276,6 +276,9 @@ def test_load_model_rejects_an_unavailable_or_invalid_device(model_file):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             E.load_model(model_file, "cuda")
+        assert E.pick_device("auto") == torch.device("cpu")  # auto falls back to the CPU
+    else:
+        assert E.pick_device("auto", local_rank=0) == torch.device("cuda:0")
 
 
 # --------------------------------------------------------------------------

@@ -454,13 +454,16 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def _device(device: str | torch.device) -> torch.device:
+def pick_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
+    """Resolve 'auto' (CUDA if available, else CPU), 'cpu' or 'cuda[:N]', with clear errors."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"invalid device {device!r}; use e.g. 'cpu', 'cuda' or 'cuda:0'") from e
+        raise ValueError(f"invalid device {device!r}; use auto, cpu, cuda or cuda:N") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' requested but CUDA is not available; use device 'cpu'")
+        raise ValueError(f"device '{device}' requested but CUDA is not available; use auto or cpu")
     return dev
 
 
@@ -472,7 +475,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     :func:`predict` feeds it ``(B, H, W, 3)`` images.
     """
     path = Path(path)
-    dev = _device(device)
+    dev = pick_device(device)
     meta = read_metadata(path)
     try:
         with _quiet_torch_deprecations():

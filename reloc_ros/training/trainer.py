@@ -47,6 +47,7 @@ from reloc_ros.geometry import make_pose, rotation_error_deg, translation_error
 from reloc_ros.io_utils import atomic_path
 from reloc_ros.training.data import (PoseNormaliser, augment, pose_targets, split_time_blocks,
                                      to_network_input)
+from reloc_ros.training.export import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -159,19 +160,6 @@ def _barrier(d: _Dist) -> None:
         import torch.distributed as dist
 
         dist.barrier()
-
-
-def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """Resolve 'auto' (CUDA if available, else CPU), 'cpu' or 'cuda[:N]' with clear errors."""
-    if device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"device '{device}' is not valid (use auto, cpu, cuda or cuda:N)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' was asked for but CUDA is not available here; use auto or cpu")
-    return dev
 
 
 # ---------------------------------------------------------------------------
