@@ -84,7 +84,7 @@ def add_bag_source_args(p: argparse.ArgumentParser, from_model: bool = False) ->
     g.add_argument("--max-gap", type=float, default=d.max_gap_s, metavar="S",
                    help=f"widest gap between ground-truth samples that is interpolated, in s (default: {d.max_gap_s})")
     if from_model:
-        p.set_defaults(**{a.dest: None for a in g._group_actions})
+        p.set_defaults(**{dest: None for dest in _SOURCE_OPTIONS})
 
 
 _SOURCE_OPTIONS = {"image_topic": "image_topic", "map_frame": "map_frame", "camera_frame": "camera_frame",
@@ -242,7 +242,8 @@ def _load_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
         raise ValueError(f"cannot read config file '{path}': {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"config file '{path}' must hold a mapping of option: value")
-    valid = {a.dest for a in parser._actions if a.dest not in ("help", "config", "bags")}
+    # Every option name the train parser knows (it accepts an empty command line).
+    valid = set(vars(parser.parse_args([]))) - {"config", "bags", "func", "train_parser"}
     out = {}
     for key, value in data.items():
         dest = str(key).replace("-", "_")
@@ -338,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a pose regressor on bags and export one TorchScript model file")
     _add_train_args(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, train_parser=p)  # for --config: its defaults are reset from the file
 
     p = sub.add_parser("eval", help="accuracy of a model on a bag with ground truth (JSON, plots, TUM)")
     p.add_argument("model", type=Path, help="exported model file (.pt)")
@@ -377,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "train":
-        train_parser = parser._subparsers._group_actions[0].choices["train"]
+        train_parser = args.train_parser
         if args.config is not None:
             try:
                 train_parser.set_defaults(**_load_config_file(args.config, train_parser))

@@ -34,15 +34,12 @@ def test_split_is_contiguous_blocks_covering_the_sequence():
 
 @pytest.mark.parametrize("laps", [1, 2, 3, 4])
 def test_split_does_not_hold_out_the_same_stretch_of_every_lap(laps):
-    n = 240
-    _, val = split_time_blocks(n, 0.15)
-    lap_pos = (val % (n // laps)) / (n // laps)  # where on the loop each validation frame is
-    trained = np.ones(100, bool)
-    trained[(lap_pos * 100).astype(int)] = False
-    # Some stretch of the loop held out in one lap must be trained on in another, except for 1 lap.
-    train, _ = split_time_blocks(n, 0.15)
-    train_pos = set(((train % (n // laps)) * 100 // (n // laps)).tolist())
-    covered = np.mean([int(p) in train_pos for p in (lap_pos * 100).astype(int)])
+    n, lap = 240, 240 // laps
+    train, val = split_time_blocks(n, 0.15)
+    # Position on the loop in percent; every held-out position must be trained on in another lap.
+    train_pos = set(((train % lap) * 100 // lap).tolist())
+    val_pos = ((val % lap) * 100 // lap).tolist()
+    covered = np.mean([p in train_pos for p in val_pos])
     assert covered == (0.0 if laps == 1 else 1.0)
 
 
