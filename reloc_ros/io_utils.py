@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,3 +59,28 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+@contextmanager
+def atomic_new_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a path, inside a temporary directory beside ``path``, to create a directory at (e.g. a rosbag2).
+
+    On success it is renamed to ``path``; on any exception nothing appears at
+    ``path``. The yielded path has ``path``'s name, so files named after
+    their directory (rosbag2's ``<name>_0.mcap``) keep the right names. An
+    existing ``path`` is never overwritten (``ValueError``).
+    """
+    out = Path(path)
+    if out.exists() or out.is_symlink():
+        raise ValueError(f"'{out}' already exists; choose a new path (it is never overwritten)")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"cannot write '{out}': directory '{parent}' does not exist")
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
+    try:
+        yield tmp_dir / out.name
+        if out.exists() or out.is_symlink():
+            raise ValueError(f"'{out}' appeared while writing; not overwriting it")
+        os.rename(tmp_dir / out.name, out)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)

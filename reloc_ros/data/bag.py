@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -83,6 +83,12 @@ class BagSource:
             raise ValueError(f"tolerance must be >= 0 s, got {self.tolerance_s}")
         if self.max_gap_s <= 0:
             raise ValueError(f"max gap must be > 0 s, got {self.max_gap_s}")
+
+
+def bag_source_from_metadata(meta: dict) -> BagSource:
+    """Return the bag options a model was trained with (``meta['bag_source']``); defaults where absent."""
+    trained = meta.get("bag_source") or {}
+    return BagSource(**{f.name: trained[f.name] for f in fields(BagSource) if f.name in trained})
 
 
 # ---------------------------------------------------------------------------
@@ -149,6 +155,8 @@ class Bag:
     def messages(self, topics: Sequence[str]) -> Iterator[tuple[str, int, object]]:
         """(topic, log time ns, deserialized message) in log-time order."""
         conns = [c for c in self._reader.connections if c.topic in topics]
+        if not conns:  # rosbags reads an empty connection list as "all connections"
+            return
         try:
             for conn, t_ns, raw in self._reader.messages(connections=conns):
                 yield conn.topic, t_ns, self._reader.deserialize(raw, conn.msgtype)

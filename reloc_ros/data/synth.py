@@ -62,10 +62,7 @@ from __future__ import annotations
 import colorsys
 import logging
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +73,7 @@ import numpy as np
 from reloc_ros.data.types import Intrinsics, PoseDataset
 from reloc_ros.errors import RelocError
 from reloc_ros.geometry import invert_pose, make_pose
+from reloc_ros.io_utils import atomic_new_dir
 
 log = logging.getLogger(__name__)
 
@@ -1056,10 +1054,8 @@ def write_synthetic_bag(out_path: str | Path, route: str = "train", frames: int 
     counts = {TF_STATIC_TOPIC: 0, TF_TOPIC: 0, IMAGE_TOPIC: 0, CAMERA_INFO_TOPIC: 0}
     if depth:
         counts[DEPTH_TOPIC] = 0
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent))
-    tmp_bag = tmp_dir / out.name  # same directory name, so the storage file names stay right after the rename
     t_render = 0.0
-    try:
+    with atomic_new_dir(out) as tmp_bag:
         with Writer(tmp_bag, version=8, storage_plugin=plugin) as writer:
             c_static = writer.add_connection(TF_STATIC_TOPIC, tf_type, typestore=ts,
                                              offered_qos_profiles=[_qos(transient_local=True)])
@@ -1111,11 +1107,6 @@ def write_synthetic_bag(out_path: str | Path, route: str = "train", frames: int 
                     writer.write(c_depth, fr.stamp_ns, ts.serialize_cdr(dmsg, img_type))
                     counts[DEPTH_TOPIC] += 1
             flush_tf(np.iinfo(np.int64).max)
-        if out.exists() or out.is_symlink():
-            raise ValueError(f"output bag '{out}' appeared while writing; not overwriting it")
-        os.rename(tmp_bag, out)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
 
     summary = SynthSummary(
         path=str(out), scene=run.scene.config.name, route=route, seed=int(seed), frames=run.frames,
