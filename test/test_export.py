@@ -551,3 +551,53 @@ def test_onnx_without_the_packages_says_how_to_install_them(tmp_path, model_file
     with pytest.raises(RelocError, match="pip install onnx onnxruntime"):
         E.check_onnx(tmp_path / "model.onnx", torch.jit.load(str(model_file)), images_b3hw(1))
     assert not (tmp_path / "model.onnx").exists()
+
+
+# --------------------------------------------------------------------------
+# MC dropout: the uncertainty entry point of APR models
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def apr_file(tmp_path_factory):
+    from reloc_ros.nets.apr import APRConfig, build_apr
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("apr") / "apr.pt"
+    meta = {"model": "posenet", "preprocessing": "resize", "training_data": {}, "metrics": {},
+            "frames": {"map_frame": "map", "camera_frame": "cam"}}
+    return E.export_torchscript(build_apr(APRConfig(head="lstm")), path, meta, POS_MEAN, POS_SCALE, (W, H))
+
+
+def test_apr_exports_mc_dropout_samples_centred_on_the_prediction(apr_file):
+    module, meta = E.load_model(apr_file)
+    assert meta["mc_dropout"]["dropout"] == 0.5 and meta["mc_dropout"]["feature_dim"] == 512
+    images = E._random_images(2, H, W, seed=3).permute(0, 2, 3, 1)
+    t, q = E.predict(module, meta, images)
+    t0, q0, ts, qs = E.mc_predict(module, meta, images, samples=3000, seed=1)
+    assert np.allclose(t0, t) and np.allclose(q0, q)
+    assert ts.shape == (2, 3000, 3) and qs.shape == (2, 3000, 4)
+    assert np.allclose(np.linalg.norm(qs, axis=2), 1.0)
+    spread = ts.std(axis=1)
+    assert np.all(spread > 0)
+    # Positions are linear in the dropped feature: with inverted-dropout scaling their mean is the prediction.
+    assert np.all(np.abs(ts.mean(axis=1) - t) < 5 * spread / np.sqrt(3000))
+    # Seeded masks: the same seed gives the same samples.
+    assert np.array_equal(E.mc_predict(module, meta, images, 4, seed=7)[2], E.mc_predict(module, meta, images, 4, 7)[2])
+    with pytest.raises(ValueError, match="samples must be an integer >= 2"):
+        E.mc_predict(module, meta, images, samples=1)
+
+
+def test_models_without_dropout_have_no_mc_entry_point(model_file):
+    module, meta = E.load_model(model_file)
+    assert "mc_dropout" not in meta
+    with pytest.raises(ValueError, match="no MC-dropout samples"):
+        E.mc_predict(module, meta, np.zeros((1, H, W, 3), np.uint8), samples=4)
+
+
+def test_onnx_export_of_an_mc_model_takes_the_masks_as_input(tmp_path, apr_file):
+    ort = pytest.importorskip("onnxruntime")
+    out = E.export_onnx(apr_file, tmp_path / "apr.onnx")  # verified against TorchScript, samples included
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images", "keep"]
+    assert [o.name for o in session.get_outputs()] == E.ONNX_MC_OUTPUTS
+    assert E.read_model_metadata(out)["mc_dropout"] == E.read_model_metadata(apr_file)["mc_dropout"]

@@ -267,9 +267,12 @@ class APRNet(nn.Module):
             quaternions in ``(x, y, z, w)`` order.
 
         """
-        f = self.embed_act(self.embed(self.backbone(x)))
-        h = self.dropout(self.reader(f))
+        h = self.dropout(self.trunk(x))
         return self.fc_t(h), self.fc_q(h)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the feature the dropout and pose regressors act on (the export's MC-dropout split point)."""
+        return self.reader(self.embed_act(self.embed(self.backbone(x))))
 
 
 def build_apr(cfg: APRConfig | None = None, backbone_weights: str | Path | None = None) -> APRNet:

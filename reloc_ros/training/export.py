@@ -132,6 +132,10 @@ class ExportedPoseModel(nn.Module):
 
     def forward(self, images_b3hw: Tensor) -> Tuple[Tensor, Tensor]:
         """Return ``(t_b3 metres, q_b4 unit (x, y, z, w), w >= 0)`` for RGB images in ``[0, 255]``."""
+        t_norm_b3, q_b4 = self.net(self._normalise_images(images_b3hw))
+        return self._finish(t_norm_b3, q_b4)
+
+    def _normalise_images(self, images_b3hw: Tensor) -> Tensor:
         if (images_b3hw.dim() != 4 or images_b3hw.size(1) != 3 or images_b3hw.size(2) != self.input_height
                 or images_b3hw.size(3) != self.input_width):
             raise ValueError(
@@ -139,8 +143,9 @@ class ExportedPoseModel(nn.Module):
                 f"(preprocessed to the input_size in the model metadata), got shape {images_b3hw.shape}")
         # Moving here lets a CUDA model take CPU images straight from predict() or the runtime.
         x = images_b3hw.to(device=self.img_mean.device, dtype=self.img_mean.dtype)
-        x = (x / 255.0 - self.img_mean) / self.img_std
-        t_norm_b3, q_b4 = self.net(x)
+        return (x / 255.0 - self.img_mean) / self.img_std
+
+    def _finish(self, t_norm_b3: Tensor, q_b4: Tensor) -> Tuple[Tensor, Tensor]:
         t_b3 = t_norm_b3 * self.pos_scale + self.pos_mean
         # sqrt of a sum rather than Tensor.norm(dim=...): TorchScript and the ONNX exporter both take it.
         # The eps is a literal because scripted code cannot read module globals.
@@ -148,6 +153,92 @@ class ExportedPoseModel(nn.Module):
         # q and -q are the same rotation; one hemisphere makes outputs comparable and averageable.
         q_b4 = torch.where(q_b4[:, 3:4] < 0, -q_b4, q_b4)
         return t_b3, q_b4
+
+
+class PoseHead(nn.Module):
+    """The two affine pose regressors of an APR, ``h -> (t_norm, q)``, as one scriptable module."""
+
+    def __init__(self, fc_t: nn.Linear, fc_q: nn.Linear) -> None:
+        super().__init__()
+        self.fc_t = fc_t
+        self.fc_q = fc_q
+
+    def forward(self, h_bd: Tensor) -> Tuple[Tensor, Tensor]:
+        return self.fc_t(h_bd), self.fc_q(h_bd)
+
+
+class _Trunk(nn.Module):
+    """``x -> h``: everything of an APR before its dropout and pose regressors (traced for export)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net.trunk(x)
+
+
+class ExportedMCPoseModel(ExportedPoseModel):
+    """:class:`ExportedPoseModel` plus Monte Carlo dropout samples for the pose uncertainty.
+
+    ``net`` is the trunk (image -> the feature ``h`` that PoseNet's dropout
+    acts on) and ``head`` the two regressors. ``forward`` is the deterministic
+    prediction (dropout off). :meth:`sample` also returns ``N`` predictions
+    with dropout *on* in front of the regressors, where the APR was trained
+    with it (Kendall & Cipolla 2016, "Modelling uncertainty in deep learning
+    for camera relocalization"): the trunk runs once, only the cheap
+    regressors run ``N`` times. The keep masks are an input, drawn by the
+    caller, so the same model is deterministic under a seeded generator and
+    exports to ONNX (which has no seeded random ops).
+    """
+
+    def __init__(self, trunk: nn.Module, head: nn.Module, dropout: float, pos_mean: Any, pos_scale: Any,
+                 input_size: Sequence[int], img_mean: Sequence[float] = IMAGENET_MEAN,
+                 img_std: Sequence[float] = IMAGENET_STD) -> None:
+        super().__init__(trunk, pos_mean, pos_scale, input_size, img_mean, img_std)
+        if not 0.0 < float(dropout) < 1.0:
+            raise ValueError(f"MC dropout needs a dropout probability in (0, 1), got {dropout!r}")
+        self.head = head
+        self.dropout = float(dropout)
+        self.feature_dim = int(head.fc_t.in_features)
+
+    def forward(self, images_b3hw: Tensor) -> Tuple[Tensor, Tensor]:
+        """Return ``(t_b3 metres, q_b4 unit (x, y, z, w), w >= 0)`` for RGB images in ``[0, 255]``."""
+        t_norm_b3, q_b4 = self.head(self.net(self._normalise_images(images_b3hw)))
+        return self._finish(t_norm_b3, q_b4)
+
+    @torch.jit.export
+    def sample(self, images_b3hw: Tensor, keep_nd: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Return ``(t_b3, q_b4, t_bn3, q_bn4)``: the prediction and ``N`` MC-dropout samples per image.
+
+        ``keep_nd`` is ``(N, feature_dim)`` of 0/1 (1 = keep), applied to every
+        image with inverted-dropout scaling ``1 / (1 - p)`` as in training.
+        """
+        h_bd = self.net(self._normalise_images(images_b3hw))
+        t_b3, q_b4 = self._finish(*self.head(h_bd))
+        b = h_bd.size(0)
+        n = keep_nd.size(0)
+        keep = keep_nd.to(device=h_bd.device, dtype=h_bd.dtype)
+        h_bnd = h_bd.unsqueeze(1) * keep.unsqueeze(0) / (1.0 - self.dropout)
+        t_s, q_s = self._finish(*self.head(h_bnd.reshape(b * n, h_bd.size(1))))
+        return t_b3, q_b4, t_s.reshape(b, n, 3), q_s.reshape(b, n, 4)
+
+
+def supports_mc_dropout(net: nn.Module) -> bool:
+    """Return whether ``net`` exposes the MC-dropout parts: ``trunk(x)``, ``fc_t``/``fc_q`` and a ``dropout`` > 0."""
+    drop = getattr(net, "dropout", None)
+    return (callable(getattr(net, "trunk", None)) and isinstance(getattr(net, "fc_t", None), nn.Linear)
+            and isinstance(getattr(net, "fc_q", None), nn.Linear) and isinstance(drop, nn.Dropout)
+            and 0.0 < drop.p < 1.0)
+
+
+def wrap_for_export(net: nn.Module, pos_mean: Any, pos_scale: Any, input_size: Sequence[int]) -> ExportedPoseModel:
+    """Return a frozen CPU copy of ``net`` wrapped for export: with MC dropout where the net supports it."""
+    net = _frozen_cpu_copy(net)
+    if supports_mc_dropout(net):
+        return ExportedMCPoseModel(_Trunk(net), PoseHead(net.fc_t, net.fc_q), net.dropout.p, pos_mean, pos_scale,
+                                   input_size).eval()
+    return ExportedPoseModel(net, pos_mean, pos_scale, input_size).eval()
 
 
 def _check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
@@ -276,6 +367,10 @@ def build_metadata(metadata: Mapping[str, Any], wrapper: ExportedPoseModel,
         "input": INPUT_DESCRIPTION,
         "outputs": OUTPUTS_DESCRIPTION,
     })
+    if isinstance(wrapper, ExportedMCPoseModel):
+        meta["mc_dropout"] = {"dropout": wrapper.dropout, "feature_dim": wrapper.feature_dim,
+                              "note": "module.sample(images, keep_nd) returns MC-dropout samples; keep_nd is "
+                                      "(N, feature_dim) of 0/1 drawn with keep probability 1 - dropout"}
     meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return json.loads(_dumps(meta))
 
@@ -312,18 +407,28 @@ def compile_wrapper(wrapper: ExportedPoseModel, seed: int = 0) -> torch.jit.Scri
     :func:`export_torchscript`).
     """
     h, w = wrapper.input_height, wrapper.input_width
+    mc = isinstance(wrapper, ExportedMCPoseModel)
     with torch.no_grad():
         x = (_random_images(2, h, w, seed).float() / 255.0 - wrapper.img_mean) / wrapper.img_std
-        _check_net_outputs(wrapper.net(x), 2)
+        _check_net_outputs(wrapper.head(wrapper.net(x)) if mc else wrapper.net(x), 2)
         try:
             with _quiet_torch_deprecations():
                 traced = torch.jit.trace(wrapper.net, (x,), check_trace=False)
         except Exception as e:  # tracing fails in many ways; all mean "this net cannot be exported"
             raise RelocError(f"tracing the network for export failed: {e}") from e
-    inner = ExportedPoseModel(traced, wrapper.pos_mean, wrapper.pos_scale, (w, h),
-                              wrapper.img_mean.flatten(), wrapper.img_std.flatten())
+    common = (wrapper.pos_mean, wrapper.pos_scale, (w, h), wrapper.img_mean.flatten(), wrapper.img_std.flatten())
+    if mc:
+        inner: ExportedPoseModel = ExportedMCPoseModel(traced, wrapper.head, wrapper.dropout, *common)
+    else:
+        inner = ExportedPoseModel(traced, *common)
     with _quiet_torch_deprecations():
         return torch.jit.script(inner.eval())
+
+
+def keep_masks(samples: int, feature_dim: int, dropout: float, seed: int = 0) -> Tensor:
+    """Return ``(samples, feature_dim)`` float 0/1 dropout keep masks (keep probability ``1 - dropout``), seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(samples, feature_dim, generator=gen) >= dropout).float()
 
 
 def _pose_diffs(ref: Tuple[Tensor, Tensor], got: Tuple[Tensor, Tensor]) -> tuple[float, float]:
@@ -357,6 +462,17 @@ def _verify(eager: ExportedPoseModel, module: nn.Module, what: str, seed: int, r
                                  f"(tolerance {atol + rtol:.3g}); the net may be non-deterministic or have "
                                  f"data-dependent Python control flow that tracing cannot record")
             worst = max(worst, dt, dq)
+        if isinstance(eager, ExportedMCPoseModel):
+            images = _random_images(2, h, w, seed + 5)
+            keep = keep_masks(4, eager.feature_dim, eager.dropout, seed)
+            ref = eager.sample(images, keep)
+            got = module.sample(images, keep)
+            dt, dq = _pose_diffs((ref[2].reshape(-1, 3), ref[3].reshape(-1, 4)),
+                                 (got[2].reshape(-1, 3), got[3].reshape(-1, 4)))
+            if not (dt <= atol + rtol * float(ref[2].abs().max()) and dq <= atol + rtol):
+                raise RelocError(f"{what} differs from the eager model in its MC-dropout samples: "
+                                 f"max |dt| {dt:.3g}, max |dq| {dq:.3g}")
+            worst = max(worst, dt, dq)
     return worst
 
 
@@ -378,7 +494,7 @@ def export_torchscript(net: nn.Module, path: str | Path, metadata: Mapping[str, 
     """
     path = Path(path)
     _check_target(path)
-    eager = ExportedPoseModel(_frozen_cpu_copy(net), pos_mean, pos_scale, input_size).eval()
+    eager = wrap_for_export(net, pos_mean, pos_scale, input_size)
     meta = build_metadata(metadata, eager, pos_scale)
     scripted = compile_wrapper(eager, seed)
     with atomic_path(path) as tmp:
@@ -427,6 +543,28 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             text = zf.read(meta_names[0]).decode("utf-8")
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError, EOFError) as e:
         raise _not_a_model(path, f"unreadable archive: {e}") from e
+    return validate_metadata(text, path)
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
+    """Return the validated metadata of an ONNX model written by :func:`export_onnx` (needs ``onnx``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"model file '{path}' does not exist" + (" (it is a directory)" if path.is_dir() else ""))
+    onnx, _ = _import_onnx()
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and friends for anything that is not ONNX
+        raise _not_a_model(path, f"ONNX cannot read it: {e}") from e
+    props = {p.key: p.value for p in model.metadata_props}
+    if METADATA_FILE not in props:
+        raise _not_a_model(path, "ONNX without reloc_ros metadata")
+    return validate_metadata(props[METADATA_FILE], path)
+
+
+def validate_metadata(text: str, path: str | Path) -> dict[str, Any]:
+    """Parse and validate the metadata JSON of the model file ``path`` (format, version, required keys)."""
+    path = Path(path)
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as e:
@@ -502,6 +640,35 @@ def predict(module: nn.Module, metadata: Mapping[str, Any], images_bhw3: np.ndar
     (:func:`reloc_ros.preprocess.preprocess_image`); other shapes raise
     ``ValueError`` naming the expected one.
     """
+    x = _as_input(metadata, images_bhw3, _module_device(module))
+    with torch.no_grad():
+        t_b3, q_b4 = module(x)
+    return _to_numpy(t_b3), _unit(_to_numpy(q_b4))
+
+
+def mc_predict(module: nn.Module, metadata: Mapping[str, Any], images_bhw3: np.ndarray | Tensor, samples: int,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return ``(t_b3, q_b4, t_bn3, q_bn4)``: predictions and ``samples`` MC-dropout samples per image.
+
+    Images as for :func:`predict`. The keep masks come from a generator seeded
+    with ``seed``, so the result is reproducible. ``ValueError`` if the model
+    has no MC-dropout entry point (``metadata['mc_dropout']`` absent).
+    """
+    if "mc_dropout" not in metadata or not _has_sample(module):
+        raise ValueError(f"model '{metadata.get('model')}' has no MC-dropout samples (exported without dropout "
+                         "or by an older reloc_ros); re-export it to get an uncertainty")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+        raise ValueError(f"samples must be an integer >= 2, got {samples!r}")
+    x = _as_input(metadata, images_bhw3, _module_device(module))
+    keep = keep_masks(samples, int(metadata["mc_dropout"]["feature_dim"]), float(metadata["mc_dropout"]["dropout"]),
+                      seed)
+    with torch.no_grad():
+        t_b3, q_b4, t_bn3, q_bn4 = module.sample(x, keep)
+    return _to_numpy(t_b3), _unit(_to_numpy(q_b4)), _to_numpy(t_bn3), _unit(_to_numpy(q_bn4))
+
+
+def _as_input(metadata: Mapping[str, Any], images_bhw3: np.ndarray | Tensor, device: torch.device) -> Tensor:
+    """Check ``(B, H, W, 3)`` / ``(H, W, 3)`` images against the model's input size; return ``(B, 3, H, W)``."""
     w, h = metadata["input_size"]
     if isinstance(images_bhw3, Tensor):
         images = images_bhw3
@@ -515,14 +682,16 @@ def predict(module: nn.Module, metadata: Mapping[str, Any], images_bhw3: np.ndar
                          f"'{metadata.get('preprocessing')}' to {w}x{h}; got shape {tuple(images_bhw3.shape)}")
     if images.dtype != torch.uint8 and not images.is_floating_point():
         raise ValueError(f"images must be uint8 or float in [0, 255], got dtype {images.dtype}")
-    x = images.to(_module_device(module)).permute(0, 3, 1, 2)
-    with torch.no_grad():
-        t_b3, q_b4 = module(x)
-    t_n3 = t_b3.detach().cpu().double().numpy()
-    q_n4 = q_b4.detach().cpu().double().numpy()
+    return images.to(device).permute(0, 3, 1, 2)
+
+
+def _to_numpy(x: Tensor) -> np.ndarray:
+    return x.detach().cpu().double().numpy()
+
+
+def _unit(q: np.ndarray) -> np.ndarray:
     # Renormalise in float64 so downstream unit-quaternion checks see |q| = 1 to double precision.
-    q_n4 = q_n4 / np.maximum(np.linalg.norm(q_n4, axis=1, keepdims=True), _QUAT_EPS)
-    return t_n3, q_n4
+    return q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), _QUAT_EPS)
 
 
 # --------------------------------------------------------------------------
@@ -564,10 +733,7 @@ def export_onnx(source: str | Path | ExportedPoseModel | torch.jit.ScriptModule,
     elif isinstance(source, torch.jit.ScriptModule):
         module = source if _module_device(source).type == "cpu" else copy.deepcopy(source).cpu()
     elif isinstance(source, ExportedPoseModel):
-        eager = ExportedPoseModel(_frozen_cpu_copy(source.net), source.pos_mean, source.pos_scale,
-                                  (source.input_width, source.input_height), source.img_mean.flatten(),
-                                  source.img_std.flatten())
-        module = compile_wrapper(eager, seed)
+        module = compile_wrapper(copy.deepcopy(source).cpu().eval(), seed)
     else:
         raise ValueError(f"source must be a model file path, a TorchScript module or an ExportedPoseModel, "
                          f"got {type(source).__name__}")
@@ -585,9 +751,21 @@ def export_onnx(source: str | Path | ExportedPoseModel | torch.jit.ScriptModule,
         with _quiet_torch_deprecations(), torch.no_grad():
             # dynamo=False: the TorchScript-based exporter takes our scripted module as it is and needs
             # no onnxscript; H and W are fixed, so ONNX Runtime itself rejects wrongly sized inputs.
-            torch.onnx.export(module, (torch.zeros(1, 3, h, w, dtype=torch.uint8),), str(tmp), dynamo=False,
-                              opset_version=opset, input_names=["images"], output_names=["t_b3", "q_b4"],
-                              dynamic_axes={"images": {0: "batch"}, "t_b3": {0: "batch"}, "q_b4": {0: "batch"}})
+            images = torch.zeros(1, 3, h, w, dtype=torch.uint8)
+            if _has_sample(module):
+                # The MC-dropout entry point: keep masks are an input (ONNX has no seeded random ops).
+                keep = torch.ones(2, int(module.feature_dim))
+                torch.onnx.export(torch.jit.script(_OnnxSample(module)), (images, keep), str(tmp), dynamo=False,
+                                  opset_version=opset, input_names=["images", "keep"], output_names=ONNX_MC_OUTPUTS,
+                                  dynamic_axes={"images": {0: "batch"}, "keep": {0: "samples"},
+                                                "t_b3": {0: "batch"}, "q_b4": {0: "batch"},
+                                                "t_bn3": {0: "batch", 1: "samples"},
+                                                "q_bn4": {0: "batch", 1: "samples"}})
+            else:
+                torch.onnx.export(module, (images,), str(tmp), dynamo=False,
+                                  opset_version=opset, input_names=["images"], output_names=["t_b3", "q_b4"],
+                                  dynamic_axes={"images": {0: "batch"}, "t_b3": {0: "batch"},
+                                                "q_b4": {0: "batch"}})
         model = onnx.load(str(tmp))
         entry = model.metadata_props.add()
         entry.key, entry.value = METADATA_FILE, meta_text
@@ -597,6 +775,25 @@ def export_onnx(source: str | Path | ExportedPoseModel | torch.jit.ScriptModule,
             diff = check_onnx(tmp, module, _random_images(3, h, w, seed + 7), atol=atol)
             logger.info("exported ONNX model to %s (opset %d; max |onnx - torchscript| %.2g)", onnx_path, opset, diff)
     return onnx_path
+
+
+ONNX_MC_OUTPUTS = ["t_b3", "q_b4", "t_bn3", "q_bn4"]
+"""Outputs of an ONNX model exported from an MC-dropout model (inputs: ``images``, ``keep``)."""
+
+
+def _has_sample(module: nn.Module) -> bool:
+    return callable(getattr(module, "sample", None))
+
+
+class _OnnxSample(nn.Module):
+    """Expose ``module.sample(images, keep)`` as ``forward`` for the ONNX exporter."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, images: Tensor, keep: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.module.sample(images, keep)
 
 
 def check_onnx(onnx_path: str | Path, ts_module: nn.Module, images_b3hw: np.ndarray | Tensor,
@@ -612,13 +809,27 @@ def check_onnx(onnx_path: str | Path, ts_module: nn.Module, images_b3hw: np.ndar
         raise ValueError(f"check_onnx takes uint8 images (B, 3, H, W) like the ONNX input, "
                          f"got {images.dtype} {images.shape}")
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    t_onnx, q_onnx = session.run(["t_b3", "q_b4"], {"images": images})
-    with torch.no_grad():
-        ref = ts_module(torch.from_numpy(np.ascontiguousarray(images)))
-    dt, dq = _pose_diffs(ref, (torch.from_numpy(t_onnx), torch.from_numpy(q_onnx)))
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    if "keep" in [i.name for i in session.get_inputs()]:
+        keep = keep_masks(5, int(ts_module.feature_dim), float(ts_module.dropout), seed=1)
+        outs = session.run(ONNX_MC_OUTPUTS, {"images": images, "keep": keep.numpy()})
+        with torch.no_grad():
+            t, q, ts, qs = ts_module.sample(x, keep)
+        ref = (torch.cat([t, ts.reshape(-1, 3)]), torch.cat([q, qs.reshape(-1, 4)]))
+        got = (np.concatenate([outs[0], outs[2].reshape(-1, 3)]), np.concatenate([outs[1], outs[3].reshape(-1, 4)]))
+    else:
+        with torch.no_grad():
+            ref = ts_module(x)
+        got = tuple(session.run(["t_b3", "q_b4"], {"images": images}))
+    dt, dq = _pose_diffs(ref, (torch.from_numpy(got[0]), torch.from_numpy(got[1])))
     diff = max(dt, dq)
     logger.info("ONNX vs TorchScript on %d images: max |dt| %.3g m, max |dq| %.3g", images.shape[0], dt, dq)
     if not diff <= atol:
         raise RelocError(f"ONNX model '{onnx_path}' differs from TorchScript: max |dt| {dt:.3g}, "
                          f"max |dq| {dq:.3g} > tolerance {atol:.3g}")
     return diff
+
+
+def read_model_metadata(path: str | Path) -> dict[str, Any]:
+    """Return the validated metadata of a TorchScript (``.pt``) or ONNX (``.onnx``) model file."""
+    return read_onnx_metadata(path) if Path(path).suffix.lower() == ".onnx" else read_metadata(path)
