@@ -376,7 +376,8 @@ def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: 
         net.load_state_dict(best_state)
         val = _validate(net, val_images, val_poses, normaliser, dev)
         result.val_metrics = accuracy_report(val["pred_n44"], val_poses, epoch=best["epoch"], spread=val["spread"])
-        _export(net, out, cfg, model_cfg, normaliser, ds, source, train_idx, val_idx, result, onnx)
+        _export(net, out, cfg, model_cfg, normaliser, ds, source, train_idx, val_idx, result, onnx,
+                val_images, val_poses)
         log.info("best epoch %d: val median %.3f m, %.2f deg (mean-pose baseline %.3f m, %.2f deg); wrote %s",
                  best["epoch"], result.val_metrics["median_translation_m"], result.val_metrics["median_rotation_deg"],
                  baseline["median_translation_m"], baseline["median_rotation_deg"], out)
@@ -386,7 +387,7 @@ def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: 
 
 def _export(net, out: Path, cfg: TrainConfig, model_cfg, normaliser: PoseNormaliser, ds: PoseDataset,
             source: BagSource, train_idx: np.ndarray, val_idx: np.ndarray, result: TrainResult,
-            onnx: bool) -> None:
+            onnx: bool, val_images: torch.Tensor, val_poses: np.ndarray) -> None:
     from reloc_ros.training.export import export_onnx, export_torchscript
 
     pos = ds.poses_n44[:, :3, 3]
@@ -401,7 +402,42 @@ def _export(net, out: Path, cfg: TrainConfig, model_cfg, normaliser: PoseNormali
         "metrics": {"validation": result.val_metrics, "validation_mean_pose_baseline": result.baseline},
     }
     net_cpu = copy.deepcopy(net).cpu().eval()
+    metadata["uncertainty"] = _calibrate(net_cpu, normaliser, cfg, val_images, val_poses)
     export_torchscript(net_cpu, out, metadata, pos_mean=normaliser.mean, pos_scale=normaliser.scale,
                        input_size=cfg.input_size)
     if onnx:
         export_onnx(out, out.with_suffix(".onnx"))
+
+
+def _calibrate(net_cpu, normaliser: PoseNormaliser, cfg: TrainConfig, val_images: torch.Tensor,
+               val_poses: np.ndarray) -> dict:
+    """Fit the MC-dropout covariance calibration on the validation split (metadata ``uncertainty``)."""
+    from reloc_ros.runtime import uncertainty as U
+    from reloc_ros.training.export import ExportedMCPoseModel, mc_predict, wrap_for_export
+
+    wrapper = wrap_for_export(net_cpu, normaliser.mean, normaliser.scale, cfg.input_size)
+    if not isinstance(wrapper, ExportedMCPoseModel):
+        log.warning("model has no dropout in front of its regressors: no MC-dropout uncertainty; the runtime "
+                    "will publish the validation error as a constant covariance")
+        return {"method": "validation_error"}
+    meta = {"input_size": list(cfg.input_size), "mc_dropout": {"dropout": wrapper.dropout,
+                                                               "feature_dim": wrapper.feature_dim}}
+    t, q, ts, qs = [], [], [], []
+    for i in range(0, len(val_images), 64):
+        out = mc_predict(wrapper, meta, val_images[i:i + 64], U.DEFAULT_SAMPLES, seed=cfg.seed + i)
+        for acc, v in zip((t, q, ts, qs), out):
+            acc.append(v)
+    t, q, ts, qs = (np.concatenate(a) for a in (t, q, ts, qs))
+    raw = U.sample_covariance(t, q, ts, qs)
+    if len(val_poses) < U.MIN_CALIBRATION_FRAMES:
+        log.warning("only %d validation frames: too few to calibrate the covariance (needs %d); the model "
+                    "publishes the raw MC-dropout spread, which is usually over-confident: train on more frames",
+                    len(val_poses), U.MIN_CALIBRATION_FRAMES)
+        return {"method": "mc_dropout", "samples": U.DEFAULT_SAMPLES}
+    cal = U.fit_calibration(U.error_vectors(make_pose(t, q), val_poses), raw)
+    v = cal.validation
+    log.info("covariance calibrated on %d validation frames: within 1/2 sigma translation %.0f%%/%.0f%%, "
+             "rotation %.0f%%/%.0f%% (Gaussian: 68%%/95%%)", cal.frames,
+             100 * v["translation"]["within_1sigma"], 100 * v["translation"]["within_2sigma"],
+             100 * v["rotation"]["within_1sigma"], 100 * v["rotation"]["within_2sigma"])
+    return {"method": "mc_dropout", "samples": U.DEFAULT_SAMPLES, "calibration": cal.to_dict()}
