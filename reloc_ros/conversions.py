@@ -54,7 +54,7 @@ __all__ = [
     "ros_message_types",
     "stamp_from_ns", "stamp_to_ns", "make_header", "make_image_msg", "make_compressed_image_msg",
     "make_camera_info_msg", "make_transform_stamped", "make_tf_message", "make_pose_stamped",
-    "make_pose_with_covariance_stamped", "make_odometry",
+    "make_pose_with_covariance_stamped", "make_odometry", "make_pose_array", "make_diagnostic_array",
     "image_to_numpy", "image_to_rgb8", "depth_to_metres", "compressed_to_rgb8", "camera_info_to_intrinsics",
     "pose_to_matrix", "transform_to_matrix", "stamped_pose_from_msg", "pose_covariance_from_msg",
 ]
@@ -85,12 +85,16 @@ BUILDER_MSGTYPES: tuple[str, ...] = (
     "geometry_msgs/msg/PoseStamped",
     "geometry_msgs/msg/PoseWithCovariance",
     "geometry_msgs/msg/PoseWithCovarianceStamped",
+    "geometry_msgs/msg/PoseArray",
     "geometry_msgs/msg/Transform",
     "geometry_msgs/msg/TransformStamped",
     "geometry_msgs/msg/Twist",
     "geometry_msgs/msg/TwistWithCovariance",
     "nav_msgs/msg/Odometry",
     "tf2_msgs/msg/TFMessage",
+    "diagnostic_msgs/msg/KeyValue",
+    "diagnostic_msgs/msg/DiagnosticStatus",
+    "diagnostic_msgs/msg/DiagnosticArray",
 )
 
 # Variance written where a message has a covariance we did not measure (e.g. the twist of an
@@ -339,6 +343,37 @@ def make_pose_with_covariance_stamped(types: Mapping[str, Any], T_44: np.ndarray
     """
     return _cls(types, "geometry_msgs/msg/PoseWithCovarianceStamped")(
         header=make_header(types, stamp_ns, frame_id), pose=_make_pose_with_covariance(types, T_44, cov_66))
+
+
+def make_pose_array(types: Mapping[str, Any], poses_k44: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
+    """``geometry_msgs/msg/PoseArray`` of ``K`` poses in ``frame_id`` (hypotheses, for RViz); ``K`` may be 0."""
+    poses = np.asarray(poses_k44, dtype=np.float64).reshape(-1, 4, 4)
+    return _cls(types, "geometry_msgs/msg/PoseArray")(header=make_header(types, stamp_ns, frame_id),
+                                                      poses=[_make_pose(types, T) for T in poses])
+
+
+DIAGNOSTIC_LEVELS = {"OK": 0, "WARN": 1, "ERROR": 2, "STALE": 3}
+"""``diagnostic_msgs/DiagnosticStatus`` levels by name."""
+
+
+def make_diagnostic_array(types: Mapping[str, Any], stamp_ns: int, name: str, level: str, message: str,
+                          values: Mapping[str, Any], hardware_id: str = "") -> Any:
+    """``diagnostic_msgs/msg/DiagnosticArray`` with one status (what ``/diagnostics`` carries).
+
+    ``level`` is one of OK, WARN, ERROR, STALE; ``values`` become KeyValue
+    pairs (floats with 4 significant digits).
+    """
+    if level not in DIAGNOSTIC_LEVELS:
+        raise ValueError(f"diagnostic level must be one of {', '.join(DIAGNOSTIC_LEVELS)}, got {level!r}")
+    kv_cls = _cls(types, "diagnostic_msgs/msg/KeyValue")
+    kvs = [kv_cls(key=str(k), value=f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in values.items()]
+    status_cls = _cls(types, "diagnostic_msgs/msg/DiagnosticStatus")
+    level_value = DIAGNOSTIC_LEVELS[level]
+    # rclpy's `level` is a byte field (bytes of length 1); rosbags keeps it as an int.
+    status = status_cls(level=level_value if _is_rosbags(status_cls) else bytes([level_value]), name=str(name),
+                        message=str(message), hardware_id=str(hardware_id), values=kvs)
+    return _cls(types, "diagnostic_msgs/msg/DiagnosticArray")(header=make_header(types, stamp_ns, ""),
+                                                              status=[status])
 
 
 def make_odometry(types: Mapping[str, Any], T_44: np.ndarray, stamp_ns: int, frame_id: str, child_frame_id: str,

@@ -1,0 +1,432 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The Relocalizer: one exported model file in, camera poses with honest covariances out. ROS-free.
+
+``Relocalizer(path)`` loads a reloc_ros model file (TorchScript ``.pt``, or an
+ONNX export with ONNX Runtime for CPU-only robots), validates its metadata,
+picks the device, warms up, and then turns RGB images (or ``sensor_msgs``
+``Image`` / ``CompressedImage`` messages, rclpy or rosbags classes alike) into
+an :class:`Estimate`: ``T_map_cam``, its 6x6 covariance in the ROS layout, a
+confidence, hypotheses and per-stage timings. Preprocessing follows the
+model's metadata exactly (mode and size), as in training.
+
+Uncertainty (see :mod:`reloc_ros.runtime.uncertainty`): models exported with
+MC dropout give a covariance from ``samples`` dropout masks, drawn once from
+``seed`` when the model is loaded (so the answer is a deterministic function
+of the image: replays are reproducible and frames can be dropped without
+changing the others), scaled by the calibration fitted on the validation
+split. The masks are the hypotheses (up to ``hypotheses`` of them). A model
+without MC dropout gets a constant covariance from its measured validation
+error, with a warning, and no hypotheses.
+
+The engine is thread-safe (one lock around the backend). For live input,
+:class:`LatestFrameWorker` keeps only the newest pending frame, so memory is
+bounded whatever the input rate and the output is never stale by more than
+one inference.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from reloc_ros.conversions import compressed_to_rgb8, image_to_rgb8, stamp_to_ns
+from reloc_ros.errors import RelocError
+from reloc_ros.geometry import make_pose
+from reloc_ros.preprocess import preprocess_image
+from reloc_ros.runtime import uncertainty as U
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torchscript", "onnx")
+"""``auto``: ONNX Runtime for ``.onnx`` files, TorchScript otherwise."""
+STAGES = ("decode", "preprocess", "inference", "postprocess")
+"""Timed stages of one frame, in order; ``total`` is their sum."""
+# Median of the norm of a 3-D isotropic Gaussian vector, in units of its per-axis sigma (Maxwell distribution).
+_MAXWELL_MEDIAN = 1.5382
+
+
+class NoEstimate(RelocError):
+    """This frame gave no usable pose (non-finite model output); the message says why."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One relocalization result.
+
+    Attributes:
+        stamp_ns: the input image's stamp (nanoseconds); outputs carry it.
+        T_map_cam: ``(4, 4)`` camera (optical frame) pose in ``map_frame``.
+        covariance: ``(6, 6)`` of that pose, ROS layout (x, y, z, rot X, rot Y,
+            rot Z; rotations about the map axes), never zero.
+        confidence: probability in [0, 1] that the pose is within the
+            engine's tolerance (default 0.5 m and 10 deg) under the covariance.
+        hypotheses: ``(K, 4, 4)`` alternative camera poses (MC-dropout samples
+            for APR models; K may be 0).
+        timings_ms: milliseconds per stage (:data:`STAGES`) and ``total``
+            (for a batch, inference and postprocess are per image).
+        map_frame, camera_frame: frame ids from the model's metadata.
+    """
+
+    stamp_ns: int
+    T_map_cam: np.ndarray
+    covariance: np.ndarray
+    confidence: float
+    hypotheses: np.ndarray
+    timings_ms: dict[str, float]
+    map_frame: str
+    camera_frame: str
+
+    @property
+    def sigmas(self) -> tuple[float, float]:
+        """(metres, degrees): RMS standard deviation of position and of rotation."""
+        c = self.covariance
+        return (math.sqrt(float(np.trace(c[:3, :3])) / 3.0), math.degrees(math.sqrt(float(np.trace(c[3:, 3:])) / 3.0)))
+
+
+class _TorchScriptBackend:
+    def __init__(self, path: Path, device: str, threads: int | None) -> None:
+        import torch
+
+        from reloc_ros.training.export import load_model, pick_device
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        want_auto = device == "auto"
+        self.device = pick_device(device)
+        if want_auto and self.device.type == "cpu":
+            logger.warning("device 'auto': no CUDA device available, running on the CPU")
+        self.module, self.meta = load_model(path, self.device)
+        self.mc = "mc_dropout" in self.meta and callable(getattr(self.module, "sample", None))
+        self._torch = torch
+
+    def run(self, x_bhw3: np.ndarray, keep_nd: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        torch = self._torch
+        x = torch.from_numpy(x_bhw3).to(self.device).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            out = self.module.sample(x, torch.from_numpy(keep_nd)) if keep_nd is not None else self.module(x)
+        return tuple(o.detach().cpu().double().numpy() for o in out)
+
+
+class _OnnxBackend:
+    def __init__(self, path: Path, device: str, threads: int | None) -> None:
+        from reloc_ros.training.export import ONNX_MC_OUTPUTS, _import_onnx, read_onnx_metadata
+
+        self.meta = read_onnx_metadata(path)
+        _, ort = _import_onnx(runtime_only=True)
+        providers = ["CPUExecutionProvider"]
+        available = ort.get_available_providers()
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in available:
+                raise ValueError(f"device '{device}' requested but this onnxruntime has no CUDA provider "
+                                 f"(providers: {', '.join(available)}); use cpu or auto")
+            providers.insert(0, "CUDAExecutionProvider")
+        elif device == "auto" and "CUDAExecutionProvider" in available:
+            providers.insert(0, "CUDAExecutionProvider")
+        elif device not in ("auto", "cpu"):
+            raise ValueError(f"invalid device {device!r}; use auto, cpu, cuda or cuda:N")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.device = self.session.get_providers()[0]
+        self.mc = "keep" in [i.name for i in self.session.get_inputs()] and "mc_dropout" in self.meta
+        self._outputs = ONNX_MC_OUTPUTS if self.mc else ["t_b3", "q_b4"]
+
+    def run(self, x_bhw3: np.ndarray, keep_nd: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        feed = {"images": np.ascontiguousarray(x_bhw3.transpose(0, 3, 1, 2))}
+        if self.mc:
+            feed["keep"] = keep_nd
+        return tuple(np.asarray(o, np.float64) for o in self.session.run(self._outputs, feed))
+
+
+class Relocalizer:
+    """Load an exported model and relocalize images; see the module docstring.
+
+    Args:
+        model_path: a reloc_ros model file (``.pt`` TorchScript or ``.onnx``).
+        device: ``auto`` (CUDA if available, else CPU with a warning), ``cpu``,
+            ``cuda`` or ``cuda:N`` (an error if CUDA is absent).
+        backend: ``auto``, ``torchscript`` or ``onnx`` (:data:`BACKENDS`).
+        samples: MC-dropout samples per frame (default
+            :data:`~reloc_ros.runtime.uncertainty.DEFAULT_SAMPLES` or what the
+            model was calibrated with).
+        seed: seed of the dropout masks.
+        tolerance: (metres, degrees) for :attr:`Estimate.confidence`.
+        hypotheses: most hypotheses to return per frame.
+        warmup: inferences run at load time (first calls are slow).
+        threads: CPU threads for inference (default: the library's).
+    """
+
+    def __init__(self, model_path: str | Path, device: str = "auto", backend: str = "auto",
+                 samples: int | None = None, seed: int = 0,
+                 tolerance: tuple[float, float] = U.DEFAULT_TOLERANCE, hypotheses: int = 8, warmup: int = 2,
+                 threads: int | None = None) -> None:
+        path = Path(model_path)
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+        if not isinstance(device, str) or not device:
+            raise ValueError(f"device must be a string such as auto, cpu, cuda or cuda:0, got {device!r}")
+        if len(tolerance) != 2 or not all(isinstance(v, (int, float)) and v > 0 for v in tolerance):
+            raise ValueError(f"tolerance must be (metres, degrees), both > 0, got {tolerance!r}")
+        if backend == "auto":
+            backend = "onnx" if path.suffix.lower() == ".onnx" else "torchscript"
+        self.backend_name = backend
+        self._backend = (_OnnxBackend if backend == "onnx" else _TorchScriptBackend)(path, device, threads)
+        self.metadata: dict[str, Any] = self._backend.meta
+        self.model_path = path
+        self.device = str(self._backend.device)
+        self.input_size: tuple[int, int] = tuple(self.metadata["input_size"])  # type: ignore[assignment]
+        self.preprocessing: str = self.metadata["preprocessing"]
+        self.map_frame: str = self.metadata["frames"]["map_frame"]
+        self.camera_frame: str = self.metadata["frames"]["camera_frame"]
+        self.tolerance = (float(tolerance[0]), float(tolerance[1]))
+        self.max_hypotheses = max(0, int(hypotheses))
+        self._lock = threading.Lock()
+        self._setup_uncertainty(samples, seed)
+        for _ in range(max(0, int(warmup))):  # the whole path: first calls of torch, OpenCV and SciPy are slow
+            self.relocalize(np.zeros((self.input_size[1], self.input_size[0], 3), np.uint8))
+        logger.info("loaded %s", self.describe())
+
+    # -- set-up -------------------------------------------------------------
+
+    def _setup_uncertainty(self, samples: int | None, seed: int) -> None:
+        unc = self.metadata.get("uncertainty") or {}
+        self._keep: np.ndarray | None = None
+        if self._backend.mc:
+            n = int(samples if samples is not None else unc.get("samples", U.DEFAULT_SAMPLES))
+            if n < 2:
+                raise ValueError(f"samples must be >= 2 for an MC-dropout covariance, got {n}")
+            mc = self.metadata["mc_dropout"]
+            rng = np.random.default_rng(seed)
+            self._keep = (rng.random((n, int(mc["feature_dim"]))) >= float(mc["dropout"])).astype(np.float32)
+            if "calibration" in unc:
+                self.calibration = U.Calibration.from_dict(unc["calibration"])
+                self.uncertainty = f"MC dropout ({n} samples), calibrated on {self.calibration.frames} frames"
+            else:
+                logger.warning("model '%s' has no covariance calibration (exported outside the trainer): the raw "
+                               "MC-dropout spread is published and is probably over-confident", self.model_path)
+                self.calibration = U.Calibration()
+                self.uncertainty = f"MC dropout ({n} samples), uncalibrated"
+            self._constant_cov = None
+            return
+        val = (self.metadata.get("metrics") or {}).get("validation") or {}
+        try:
+            sig_t = float(val["median_translation_m"]) / _MAXWELL_MEDIAN
+            sig_r = math.radians(float(val["median_rotation_deg"])) / _MAXWELL_MEDIAN
+        except (KeyError, TypeError, ValueError):
+            raise RelocError(f"model '{self.model_path}' has neither MC-dropout samples nor validation metrics: "
+                             "reloc_ros cannot give it an honest covariance; re-train or re-export it") from None
+        logger.warning("model '%s' has no MC-dropout uncertainty: publishing its validation error "
+                       "(%.3f m, %.2f deg per axis) as a constant covariance", self.model_path, sig_t,
+                       math.degrees(sig_r))
+        self.calibration = None
+        self._constant_cov = np.diag([max(sig_t, U.MIN_STD[0]) ** 2] * 3 + [max(sig_r, U.MIN_STD[1]) ** 2] * 3)
+        self.uncertainty = "constant, from the validation error"
+
+    def describe(self) -> str:
+        """One line: model, input, backend, device, uncertainty."""
+        w, h = self.input_size
+        return (f"{self.metadata.get('model')} ({self.metadata.get('model_kind')}) from {self.model_path}, "
+                f"{self.preprocessing} {w}x{h}, {self.backend_name} on {self.device}; covariance: {self.uncertainty}")
+
+    # -- inference ----------------------------------------------------------
+
+    def _infer(self, x_bhw3: np.ndarray) -> tuple[np.ndarray, ...]:
+        with self._lock:
+            return self._backend.run(x_bhw3, self._keep)
+
+    def preprocess(self, rgb_hw3: np.ndarray) -> np.ndarray:
+        """Return the model input ``(H, W, 3)`` uint8 for an RGB image, as the metadata says."""
+        rgb = np.asarray(rgb_hw3)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or min(rgb.shape[:2]) < 2:
+            raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
+        return preprocess_image(rgb, self.preprocessing, self.input_size)
+
+    def relocalize(self, rgb_hw3: np.ndarray, stamp_ns: int = 0, decode_ms: float = 0.0) -> Estimate:
+        """Return the :class:`Estimate` for one RGB uint8 image; :class:`NoEstimate` if the model fails on it."""
+        t0 = time.perf_counter()
+        x = self.preprocess(rgb_hw3)[None]
+        preprocess_ms = (time.perf_counter() - t0) * 1e3
+        (est,) = self.relocalize_preprocessed(x, [stamp_ns], {"decode": float(decode_ms),
+                                                              "preprocess": preprocess_ms})
+        if isinstance(est, NoEstimate):
+            raise est
+        return est
+
+    def relocalize_preprocessed(self, x_bhw3: np.ndarray, stamps_ns: Any,
+                                timings_ms: Mapping[str, float] | None = None) -> list[Estimate | NoEstimate]:
+        """Relocalize a batch of images already preprocessed to the model input ``(B, H, W, 3)`` uint8.
+
+        Returns one :class:`Estimate` per image, or a :class:`NoEstimate`
+        (not raised) for an image whose output is not finite. ``timings_ms``
+        seeds the decode/preprocess figures; inference and postprocess time
+        are measured here (per image: the batch time divided by ``B``).
+        """
+        w, h = self.input_size
+        x = np.asarray(x_bhw3)
+        if x.ndim != 4 or x.shape[1:] != (h, w, 3) or x.dtype != np.uint8:
+            raise ValueError(f"expected preprocessed uint8 images (B, {h}, {w}, 3), got {x.dtype} {x.shape}")
+        stamps = [int(s) for s in stamps_ns]
+        if len(stamps) != len(x):
+            raise ValueError(f"{len(x)} images but {len(stamps)} stamps")
+        if not x.flags.writeable:  # a zero-copy view of a message buffer: torch wants memory it may write
+            x = x.copy()
+        t1 = time.perf_counter()
+        out = self._infer(np.ascontiguousarray(x))
+        t2 = time.perf_counter()
+        results: list[Estimate | NoEstimate] = []
+        for i, stamp in enumerate(stamps):
+            if not all(np.isfinite(o[i]).all() for o in out):
+                results.append(NoEstimate(f"model output is not finite (NaN/inf) for the frame at "
+                                          f"{stamp * 1e-9:.3f} s"))
+                continue
+            t_3, q_4 = out[0][i], out[1][i] / np.linalg.norm(out[1][i])
+            if self._keep is not None:
+                t_n3, q_n4 = out[2][i], out[3][i] / np.linalg.norm(out[3][i], axis=1, keepdims=True)
+                raw = U.sample_covariance(t_3[None], q_4[None], t_n3[None], q_n4[None])[0]
+                cov = self.calibration.apply(raw)
+                hyp = make_pose(t_n3[:self.max_hypotheses], q_n4[:self.max_hypotheses])
+            else:
+                cov = self._constant_cov.copy()
+                hyp = np.zeros((0, 4, 4))
+            results.append(Estimate(stamp, make_pose(t_3, q_4), cov, U.confidence(cov, self.tolerance), hyp, {},
+                                    self.map_frame, self.camera_frame))
+        t3 = time.perf_counter()
+        n = max(len(x), 1)
+        base = {"decode": 0.0, "preprocess": 0.0, **(timings_ms or {}),
+                "inference": (t2 - t1) * 1e3 / n, "postprocess": (t3 - t2) * 1e3 / n}
+        base["total"] = sum(base[k] for k in STAGES)
+        for est in results:
+            if isinstance(est, Estimate):
+                est.timings_ms.update(base)  # type: ignore[attr-defined]
+        return results
+
+    def relocalize_msg(self, msg: Any) -> Estimate:
+        """Decode a ``sensor_msgs/Image`` or ``CompressedImage`` and relocalize it, stamped with its header stamp.
+
+        ``ValueError`` for an encoding that cannot become RGB (the message says which are supported).
+        """
+        t0 = time.perf_counter()
+        rgb = decode_image(msg)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        return self.relocalize(rgb, stamp_to_ns(msg.header.stamp), decode_ms)
+
+
+def decode_image(msg: Any) -> np.ndarray:
+    """Return RGB uint8 ``(H, W, 3)`` for an ``Image`` or ``CompressedImage`` message (rclpy or rosbags)."""
+    if hasattr(msg, "encoding"):
+        return image_to_rgb8(msg)
+    if hasattr(msg, "format"):
+        return compressed_to_rgb8(msg)
+    raise ValueError(f"expected a sensor_msgs/Image or CompressedImage, got {type(msg).__name__}")
+
+
+@dataclass
+class WorkerStats:
+    """Counters of a :class:`LatestFrameWorker` (read them from any thread)."""
+
+    submitted: int = 0
+    processed: int = 0
+    dropped: int = 0
+    failed: int = 0
+    last_error: str = ""
+    busy_s: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class LatestFrameWorker:
+    """Run ``process(item)`` on a background thread, keeping only the newest pending item.
+
+    :meth:`submit` never blocks: it replaces a pending item that the worker
+    has not started yet (counted as dropped). So with inputs faster than
+    ``process``, memory holds at most one pending and one running item, and
+    each result is from the newest frame available when the worker got free.
+    Exceptions from ``process`` are counted, passed to ``on_error`` and do not
+    stop the worker: one bad frame never takes the pipeline down.
+    """
+
+    def __init__(self, process: Callable[[Any], None], on_error: Callable[[BaseException, Any], None] | None = None,
+                 name: str = "reloc_ros-worker") -> None:
+        self._process = process
+        self._on_error = on_error
+        self._cond = threading.Condition()
+        self._pending: Any = None
+        self._has_pending = False
+        self._running = True
+        self._idle = True
+        self.stats = WorkerStats()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any) -> bool:
+        """Queue ``item`` (replacing an unstarted one); return True if one was dropped."""
+        with self._cond:
+            if not self._running:
+                raise RuntimeError("LatestFrameWorker is stopped")
+            dropped = self._has_pending
+            self._pending, self._has_pending = item, True
+            self.stats.submitted += 1
+            self.stats.dropped += int(dropped)
+            self._cond.notify()
+        return dropped
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._running and not self._has_pending:
+                    self._idle = True
+                    self._cond.notify_all()
+                    self._cond.wait()
+                if not self._running:
+                    self._idle = True
+                    self._cond.notify_all()
+                    return
+                item, self._pending, self._has_pending = self._pending, None, False
+                self._idle = False
+            t0 = time.perf_counter()
+            try:
+                self._process(item)
+                self.stats.processed += 1
+            except Exception as e:  # noqa: BLE001 - any failure of one frame is reported, never fatal
+                self.stats.failed += 1
+                self.stats.last_error = f"{type(e).__name__}: {e}"
+                if self._on_error is not None:
+                    self._on_error(e, item)
+                else:
+                    logger.warning("frame failed: %s", self.stats.last_error)
+            finally:
+                self.stats.busy_s += time.perf_counter() - t0
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until nothing is pending or running; return False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._idle and not self._has_pending, timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop after the running item (a pending one is discarded); idempotent."""
+        with self._cond:
+            self._running = False
+            self._pending, self._has_pending = None, False
+            self._cond.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
