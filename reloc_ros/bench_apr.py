@@ -75,8 +75,8 @@ def _accuracy(root: Path, quick: bool, progress: bool) -> dict:
         t0 = time.perf_counter()
         train([root / "map"], BagSource(), cfg, out, cache_dir=root / "cache", progress=progress)
         train_s = time.perf_counter() - t0
-        _, _, rep = evaluate_model_on_bags(out, [root / "query"], variant=name, train_seconds=round(train_s, 1),
-                                           config=cfg.resolved().to_dict())
+        _, _, rep, _ = evaluate_model_on_bags(out, [root / "query"], variant=name,
+                                              train_seconds=round(train_s, 1), config=cfg.resolved().to_dict())
         log.info("%s: %.3f m %.2f deg", name, rep["median_translation_m"], rep["median_rotation_deg"])
         rows.append(rep)
     query_gt = read_bag_dataset(root / "query", load_images=False).poses_n44

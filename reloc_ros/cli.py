@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -102,7 +103,7 @@ def bag_source_from_args(args: argparse.Namespace, trained_with: dict | None = N
     values.update(trained_with or {})
     for opt, field_name in _SOURCE_OPTIONS.items():
         v = getattr(args, opt)
-        if v is not None or trained_with is None:
+        if v is not None:  # None: left out (every BagSource default that is not None is an argparse default too)
             values[field_name] = v
     return BagSource(**values)
 
@@ -133,20 +134,22 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the main job on the built-in default: synthetic bags -> train -> accuracy on a query run.
+    """Run the main job on the built-in default: synthetic bags -> train -> replay -> accuracy report.
 
     Renders a mapping bag (the robot drives its loop twice) and a query bag of
     a different route, trains a model on the first through the same trainer
-    ``reloc-ros train`` uses, and reports its accuracy on the second as
-    ``reloc-ros eval`` would, beside the mean-pose baseline. Files already
+    ``reloc-ros train`` uses, replays the second through the relocalizer as
+    ``reloc-ros replay`` (and the node) would, and reports its accuracy and
+    covariance calibration, beside the mean-pose baseline: the same figures
+    ``reloc-ros eval`` gives for the same files. Bags and the model already
     in ``--out`` from an earlier run are reused.
     """
     from reloc_ros.data.bag import BagSource, read_bag_dataset
     from reloc_ros.data.synth import make_run, write_synthetic_bag
     from reloc_ros.data.types import write_tum
     from reloc_ros.plots import plot_topdown
-    from reloc_ros.training.evaluate import (evaluate_model_on_bags, format_report, mean_pose_baseline,
-                                             save_eval_plots, write_report_json)
+    from reloc_ros.runtime.replay import replay
+    from reloc_ros.training.evaluate import format_report, mean_pose_baseline, save_eval_plots, write_report_json
     from reloc_ros.training.trainer import TrainConfig, checkpoint_path_for, train
 
     out = Path(args.out)
@@ -177,18 +180,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cfg = TrainConfig(model=args.model, input_size=args.input_size, epochs=args.epochs, batch_size=16, lr=1e-3)
         train([out / "mapping_bag"], BagSource(), cfg, model, resume=checkpoint_path_for(model).exists(),
               cache_dir=out / "cache", progress=not args.quiet)
-    pred, ds, report = evaluate_model_on_bags(model, [out / "query_bag"], progress=not args.quiet)
-    baseline = mean_pose_baseline(datasets["mapping"].poses_n44, ds.poses_n44)
+    # The query bag goes through the relocalizer exactly as the node would run it (reloc-ros replay).
+    relocalized = out / "relocalized_bag"
+    if relocalized.exists():
+        shutil.rmtree(relocalized)  # the demo's own output of an earlier run
+    result = replay(model, [out / "query_bag"], relocalized, progress=not args.quiet)
+    report = result.report
+    if report is None:
+        raise RelocError(f"the query bag {out / 'query_bag'} has no ground truth for the replayed frames")
+    baseline = mean_pose_baseline(datasets["mapping"].poses_n44, result.gt_n44)
     report["mean_pose_baseline"] = {k: baseline[k] for k in ("median_translation_m", "median_rotation_deg")}
     write_report_json(out / "report.json", report)
-    save_eval_plots(out / "plots", pred, ds.poses_n44, report, title=f"{args.model} on the query route")
-    write_tum(out / "query_pred.tum", ds.stamps_ns, pred)
-    print(format_report(report, title=f"{args.model} on the query route ({ds.source})"))
+    save_eval_plots(out / "plots", result.pred_n44, result.gt_n44, report, title=f"{args.model} on the query route",
+                    covariances=result.cov_n66)
+    write_tum(out / "query_pred.tum", result.stamps_ns, result.T_map_cam)
+    print(f"replayed the query bag through the relocalizer into {relocalized}: {result.summary()}")
+    print(format_report(report, title=f"{args.model} on the query route ({datasets['query'].source})"))
     print(f"mean-pose baseline (no learning): median {baseline['median_translation_m']:.3f} m, "
           f"{baseline['median_rotation_deg']:.2f} deg")
-    print(f"wrote {out / 'report.json'}, {out / 'plots'}/, {out / 'routes.png'}, {model} and TUM trajectories")
-    print("not built yet: the relocalization node and offline replay (issue 5); this demo evaluates the "
-          "exported model directly.")
+    print(f"wrote {out / 'report.json'}, {out / 'plots'}/, {out / 'routes.png'}, {model}, {relocalized} and TUM "
+          f"trajectories")
     return 0
 
 
@@ -212,23 +223,56 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from reloc_ros.data.types import write_tum
-    from reloc_ros.training.evaluate import (evaluate_model_on_bags, format_report, save_eval_plots,
-                                             write_report_json)
-    from reloc_ros.training.export import read_metadata
+    from reloc_ros.training.evaluate import evaluate_model_on_bags, format_report
+    from reloc_ros.training.export import read_model_metadata
 
-    meta = read_metadata(args.model)
+    meta = read_model_metadata(args.model)
     source = bag_source_from_args(args, trained_with=meta.get("bag_source"))
-    pred, ds, report = evaluate_model_on_bags(args.model, args.bags, source, progress=not args.quiet,
-                                              device=args.device)
+    pred, ds, report, cov = evaluate_model_on_bags(args.model, args.bags, source, progress=not args.quiet,
+                                                   device=args.device, backend=args.backend)
     print(format_report(report, title=f"{args.model} on {ds.source}"))
-    if args.json:
+    _write_outputs(args, report, pred, ds.poses_n44, cov, (ds.stamps_ns, pred))
+    return 0
+
+
+def _write_outputs(args: argparse.Namespace, report: dict | None, pred, gt, cov, tum: tuple) -> None:
+    """Write eval/replay's --json and --plots (when there is a report) and --tum (stamps, poses) where asked."""
+    from reloc_ros.data.types import write_tum
+    from reloc_ros.training.evaluate import save_eval_plots, write_report_json
+
+    if args.json and report is not None:
         write_report_json(args.json, report)
-    if args.plots:
-        for path in save_eval_plots(args.plots, pred, ds.poses_n44, report, title=str(args.model)):
+        print(f"wrote {args.json}")
+    if args.plots and report is not None:
+        for path in save_eval_plots(args.plots, pred, gt, report, title=Path(args.model).name, covariances=cov):
             print(f"wrote {path}")
     if args.tum:
-        write_tum(args.tum, ds.stamps_ns, pred)
+        write_tum(args.tum, *tum)
+        print(f"wrote {args.tum}")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from reloc_ros.runtime.recovery import RecoveryConfig
+    from reloc_ros.runtime.replay import replay
+    from reloc_ros.training.evaluate import format_report
+    from reloc_ros.training.export import read_model_metadata
+
+    meta = read_model_metadata(args.model)
+    source = bag_source_from_args(args, trained_with=meta.get("bag_source"))
+    result = replay(args.model, [args.in_bag], args.out_bag, source, base_frame=args.base_frame,
+                    odom_frame=args.odom_frame, publish_tf=not args.no_tf, min_confidence=args.min_confidence,
+                    recovery=RecoveryConfig(enabled=not args.no_recovery), device=args.device,
+                    backend=args.backend, progress=not args.quiet)
+    print(f"wrote {result.out_bag}: {result.summary()}")
+    for stamp, reason in result.reinitialisations:
+        print(f"  /initialpose at {stamp * 1e-9:.3f} s: {reason}")
+    if result.report is None:
+        print("no ground truth for these frames in the input bag: no accuracy report")
+    else:
+        print(format_report(result.report, title=f"{args.model} on {args.in_bag} (replay)"))
+    # --tum holds every published camera pose, ground truth or not.
+    _write_outputs(args, result.report, result.pred_n44, result.gt_n44, result.cov_n66,
+                   (result.stamps_ns, result.T_map_cam))
     return 0
 
 
@@ -263,6 +307,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         results = run_data_benchmark(frames=args.frames, quick=args.quick)
         markdown = None
+    elif args.suite == "runtime":
+        from reloc_ros.bench_runtime import markdown_table, run_runtime_benchmark
+
+        results = run_runtime_benchmark(quick=args.quick)
+        markdown = markdown_table(results)
     else:
         from reloc_ros.bench_apr import markdown_table, run_apr_benchmark
 
@@ -311,6 +360,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--onnx", action="store_true", help="also export OUT.onnx, checked against the TorchScript")
 
 
+def _add_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", type=Path, help="write the report as JSON")
+    p.add_argument("--plots", type=Path, metavar="DIR",
+                   help="write error CDFs, a trajectory plot and the covariance calibration (PNG) here")
+    p.add_argument("--tum", type=Path, help="write the predicted camera trajectory (TUM format, for evo)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
+                   help="auto: ONNX Runtime for .onnx files, TorchScript otherwise")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reloc-ros", description="Learned visual relocalization for ROS 2.")
     parser.add_argument("--version", action="version", version=f"reloc_ros {__version__}")
@@ -341,15 +400,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     p.set_defaults(func=cmd_train, train_parser=p)  # for --config: its defaults are reset from the file
 
-    p = sub.add_parser("eval", help="accuracy of a model on a bag with ground truth (JSON, plots, TUM)")
-    p.add_argument("model", type=Path, help="exported model file (.pt)")
+    p = sub.add_parser("eval", help="accuracy and covariance calibration of a model on a bag with ground truth")
+    p.add_argument("model", type=Path, help="exported model file (.pt, or .onnx)")
     p.add_argument("bags", nargs="+", type=Path, help="bag(s) with ground truth")
     add_bag_source_args(p, from_model=True)
-    p.add_argument("--json", type=Path, help="write the report as JSON")
-    p.add_argument("--plots", type=Path, metavar="DIR", help="write error CDFs and a trajectory plot (PNG) here")
-    p.add_argument("--tum", type=Path, help="write the predicted trajectory (TUM format, for evo)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    _add_report_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("replay", help="run a bag through the relocalizer as the node would; write its outputs "
+                                      "to a new bag (and report accuracy where the bag has ground truth)")
+    p.add_argument("model", type=Path, help="exported model file (.pt, or .onnx)")
+    p.add_argument("in_bag", type=Path, help="recorded bag (rosbag2 directory / .mcap / .db3, or ROS 1 .bag)")
+    p.add_argument("out_bag", type=Path, help="rosbag2 (mcap) to write; must not exist")
+    add_bag_source_args(p, from_model=True)
+    p.add_argument("--base-frame", default="base_link", help="robot body frame (default: base_link)")
+    p.add_argument("--odom-frame", default="odom", help="odom frame; '' if the robot has none (default: odom)")
+    p.add_argument("--no-tf", action="store_true", help="do not write the map -> odom correction")
+    p.add_argument("--min-confidence", type=float, default=0.5,
+                   help="below this confidence no TF correction is written (default: 0.5)")
+    p.add_argument("--no-recovery", action="store_true", help="no kidnapped-robot detection (/initialpose)")
+    _add_report_args(p)
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("demo", help="run the main job on the built-in synthetic default")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
@@ -363,10 +434,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks: data throughput, or the APR comparison and speed")
-    p.add_argument("--suite", choices=("data", "apr"), default="data",
+    p.add_argument("--suite", choices=("data", "apr", "runtime"), default="data",
                    help="data: bag decode + TF and rendering (default); apr: the seeds' comparison on the "
-                        "synthetic scene plus training/inference speed")
-    p.add_argument("--markdown", type=Path, help="write the APR tables (markdown) here")
+                        "synthetic scene plus training/inference speed; runtime: message-to-pose latency by "
+                        "stage, sustained rate and memory under a 10x replay")
+    p.add_argument("--markdown", type=Path, help="write the apr / runtime tables (markdown) here")
     p.add_argument("--frames", type=_positive_int, default=300, help="frames per measurement (default: 300)")
     p.add_argument("--quick", action="store_true", help="fewer frames, for a smoke run")
     p.add_argument("--json", type=Path, help="also write the results here")

@@ -142,3 +142,39 @@ def plot_predictions_topdown(path: str | Path, gt_n44: np.ndarray, pred_n44: np.
         ax.set_title(title)
     fig.tight_layout()
     _save_png(fig, path)
+
+
+def plot_calibration(path: str | Path, errors_n6: np.ndarray, cov_n66: np.ndarray, title: str = "") -> None:
+    """Plot covariance calibration: share of per-axis errors within k sigma against the Gaussian expectation.
+
+    One curve per axis group (translation, rotation); a calibrated covariance
+    follows the dashed Gaussian curve (68 % at 1 sigma, 95 % at 2 sigma);
+    curves below it mean over-confidence. Written atomically as PNG.
+    """
+    from math import erf, sqrt
+
+    e = np.abs(np.asarray(errors_n6, dtype=np.float64))
+    cov = np.asarray(cov_n66, dtype=np.float64)
+    if e.ndim != 2 or e.shape[1] != 6 or cov.shape != (len(e), 6, 6) or len(e) == 0:
+        raise ValueError(f"need errors (n, 6) and covariances (n, 6, 6) with n > 0, got {e.shape} and {cov.shape}")
+    sigma = np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 1e-300))
+    k = np.linspace(0.0, 3.5, 141)
+    fig = _new_figure((6.2, 4.4))
+    ax = fig.subplots(1, 1)
+    ax.plot(k, [erf(v / sqrt(2.0)) for v in k], "k--", lw=1.2, label="Gaussian (calibrated)")
+    for sl, name, colour in ((slice(0, 3), "translation", "tab:blue"), (slice(3, 6), "rotation", "tab:orange")):
+        z = (e[:, sl] / sigma[:, sl]).ravel()
+        share = (z[None, :] <= k[:, None]).mean(axis=1)
+        at1, at2 = float((z <= 1).mean()), float((z <= 2).mean())
+        ax.plot(k, share, color=colour, lw=1.8, label=f"{name}: {100 * at1:.0f} % in 1σ, {100 * at2:.0f} % in 2σ")
+    for v in (1.0, 2.0):
+        ax.axvline(v, color="0.7", lw=0.8, ls=":")
+    ax.set_xlabel("k (error within k σ, per axis)")
+    ax.set_ylabel("share of per-axis errors")
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlim(0.0, k[-1])
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{title + ': ' if title else ''}covariance calibration, {len(e)} frames", fontsize=10)
+    fig.tight_layout()
+    _save_png(fig, path)

@@ -37,6 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from reloc_ros import geometry
+from reloc_ros.errors import RelocError
 from reloc_ros.io_utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -219,12 +220,28 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
     width = max((len(k) for k in within), default=0)
     for label, share in within.items():
         lines.append(f"  within {label:<{width}}  {100.0 * float(share):5.1f} %")
+    cov = report.get("covariance")
+    if isinstance(cov, dict) and "translation" in cov:
+        lines.append(f"  covariance ({cov.get('method', '?')}): share of per-axis errors within 1 / 2 sigma "
+                     f"(Gaussian: 68 / 95 %)")
+        for group in ("translation", "rotation"):
+            g = cov[group]
+            unit = "m" if group == "translation" else "rad"
+            lines.append(f"    {group:<11}  {100.0 * g['within_1sigma']:5.1f} / {100.0 * g['within_2sigma']:5.1f} %"
+                         f"   median sigma {g['median_sigma']:.3g} {unit}")
+    if report.get("no_estimate"):
+        lines.append(f"  no estimate (non-finite model output): {report['no_estimate']} frames")
     return "\n".join(lines)
 
 
 def save_eval_plots(out_dir: str | Path, pred_n44: np.ndarray, gt_n44: np.ndarray,
-                    report: dict[str, Any] | None = None, title: str = "") -> list[Path]:
-    """Write ``error_cdf.png`` and ``trajectory.png`` into ``out_dir`` (created if missing).
+                    report: dict[str, Any] | None = None, title: str = "",
+                    covariances: np.ndarray | None = None) -> list[Path]:
+    """Write ``error_cdf.png``, ``trajectory.png`` (and ``calibration.png``) into ``out_dir``.
+
+    ``out_dir`` is created if missing. With ``covariances`` (n, 6, 6),
+    ``calibration.png`` shows the share of per-axis errors within k sigma
+    against the Gaussian expectation, for translation and rotation.
 
     ``error_cdf.png`` has two panels, the CDFs of translation (m) and rotation
     (deg) error with their medians marked; ``trajectory.png`` is a top-down
@@ -245,8 +262,15 @@ def save_eval_plots(out_dir: str | Path, pred_n44: np.ndarray, gt_n44: np.ndarra
         traj_title += (f" (median {report['median_translation_m']:.2f} m, "
                        f"{report['median_rotation_deg']:.1f} deg)")
     plot_predictions_topdown(traj_path, gt_n44, pred_n44, title=traj_title)
-    logger.info("wrote evaluation plots %s, %s", cdf_path, traj_path)
-    return [cdf_path, traj_path]
+    paths = [cdf_path, traj_path]
+    if covariances is not None:
+        from reloc_ros.plots import plot_calibration
+        from reloc_ros.runtime.uncertainty import error_vectors
+
+        paths.append(out / "calibration.png")
+        plot_calibration(paths[-1], error_vectors(pred_n44, gt_n44), covariances, title=title)
+    logger.info("wrote evaluation plots %s", ", ".join(str(p) for p in paths))
+    return paths
 
 
 def write_report_json(path: str | Path, report: dict[str, Any]) -> None:
@@ -269,32 +293,65 @@ def read_report_json(path: str | Path) -> dict[str, Any]:
 
 
 def evaluate_model_on_bags(model_path: str | Path, bags: Sequence[str | Path], source: Any = None,
-                           progress: bool = False, device: str = "cpu",
-                           **extra: Any) -> tuple[np.ndarray, Any, dict[str, Any]]:
-    """Predict every posed frame of the bags with an exported model and report the accuracy.
+                           progress: bool = False, device: str = "cpu", backend: str = "auto", batch: int = 1,
+                           **extra: Any) -> tuple[np.ndarray, Any, dict[str, Any], np.ndarray]:
+    """Relocalize every posed frame of the bags with an exported model and report accuracy and calibration.
+
+    The frames go through the runtime engine (:class:`~reloc_ros.runtime.engine.Relocalizer`),
+    so poses and covariances are exactly what the node and ``reloc-ros replay``
+    publish. ``source`` (a :class:`~reloc_ros.data.bag.BagSource`) defaults
+    to the one the model was trained with. Frames are preprocessed as the
+    model's metadata says. Returns (predicted camera poses (n, 4, 4), the
+    dataset read, the report, covariances (n, 6, 6)); the report's
+    ``covariance`` entry is :func:`~reloc_ros.runtime.uncertainty.coverage`
+    plus the uncertainty method. Frames whose output is not finite are counted
+    in ``no_estimate`` and left out of the figures (and of the returned
+    dataset). ``batch`` 1 (the default) runs frames one by one, exactly the
+    node's computation; larger batches are faster on a GPU but may differ in
+    the last float digits.
+    """
+    from reloc_ros.runtime.engine import Estimate, Relocalizer
+
+    reloc = Relocalizer(model_path, device=device, backend=backend, warmup=1)
+    meta = reloc.metadata
+    ds = read_model_dataset(meta, bags, source, progress)
+    estimates: list = []
+    for i in range(0, len(ds), batch):
+        estimates += reloc.relocalize_preprocessed(np.asarray(ds.images[i:i + batch]), ds.stamps_ns[i:i + batch])
+    ok = np.array([isinstance(e, Estimate) for e in estimates], dtype=bool)
+    if not ok.any():
+        raise RelocError(f"the model gave no finite pose for any of the {len(ds)} frames of {ds.source}")
+    pred = np.stack([e.T_map_cam for e in estimates if isinstance(e, Estimate)])
+    cov = np.stack([e.covariance for e in estimates if isinstance(e, Estimate)])
+    ds = ds.subset(np.flatnonzero(ok)) if not ok.all() else ds
+    report = relocalization_report(pred, ds.poses_n44, cov, reloc, ds.source, int((~ok).sum()), **extra)
+    return pred, ds, report, cov
+
+
+def relocalization_report(pred_n44: np.ndarray, gt_n44: np.ndarray, cov_n66: np.ndarray, reloc: Any, data: str,
+                          no_estimate: int = 0, **extra: Any) -> dict[str, Any]:
+    """Return the ``reloc-ros eval`` / ``replay`` report: accuracy plus covariance calibration.
+
+    ``reloc`` is the :class:`~reloc_ros.runtime.engine.Relocalizer` that made
+    the estimates (for the model's name and uncertainty method).
+    """
+    from reloc_ros.runtime import uncertainty as U
+
+    report = accuracy_report(pred_n44, gt_n44, model=str(reloc.model_path), model_name=reloc.metadata.get("model"),
+                             data=data, no_estimate=int(no_estimate), **extra)
+    report["covariance"] = {"method": reloc.uncertainty, **U.coverage(U.error_vectors(pred_n44, gt_n44), cov_n66)}
+    return report
+
+
+def read_model_dataset(meta: dict[str, Any], bags: Sequence[str | Path], source: Any = None,
+                       progress: bool = False) -> Any:
+    """Read the posed frames of ``bags`` preprocessed as the model's metadata says.
 
     ``source`` (a :class:`~reloc_ros.data.bag.BagSource`) defaults to the one
-    the model was trained with. Frames are preprocessed as the model's metadata
-    says. Returns (predicted poses (n, 4, 4), the dataset read, the report).
+    the model was trained with.
     """
-    from dataclasses import fields
+    from reloc_ros.data.bag import bag_source_from_metadata, read_bag_dataset
 
-    from reloc_ros.data.bag import BagSource, read_bag_dataset
-    from reloc_ros.geometry import make_pose
-    from reloc_ros.training.export import load_model, predict
-
-    module, meta = load_model(model_path, device=device)
-    if source is None:
-        trained = meta.get("bag_source") or {}
-        source = BagSource(**{f.name: trained[f.name] for f in fields(BagSource) if f.name in trained})
-    ds = read_bag_dataset(bags, source, image_size=tuple(meta["input_size"]), preprocessing=meta["preprocessing"],
-                          progress=progress)
-    ts, qs = [], []
-    for i in range(0, len(ds), 64):
-        t, q = predict(module, meta, ds.images[i:i + 64])
-        ts.append(t)
-        qs.append(q)
-    pred = make_pose(np.concatenate(ts), np.concatenate(qs))
-    report = accuracy_report(pred, ds.poses_n44, model=str(model_path), model_name=meta.get("model"),
-                             data=ds.source, **extra)
-    return pred, ds, report
+    source = bag_source_from_metadata(meta) if source is None else source
+    return read_bag_dataset(bags, source, image_size=tuple(meta["input_size"]), preprocessing=meta["preprocessing"],
+                            progress=progress)
