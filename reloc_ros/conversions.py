@@ -169,8 +169,9 @@ def _bytes_field(cls: Any, buf: np.ndarray) -> Any:
 
 
 def _check_pose_matrix(T_44: np.ndarray, what: str) -> np.ndarray:
+    """Return ``T_44`` (4x4, or (K, 4, 4) for several) as float64; ``ValueError`` unless rigid."""
     T = np.asarray(T_44, dtype=np.float64)
-    if T.shape != (4, 4):
+    if T.shape[-2:] != (4, 4) or T.ndim not in (2, 3):
         raise ValueError(f"{what} must be a 4x4 matrix, got shape {T.shape}")
     # pose_to_tq would silently project a non-rotation onto the nearest rotation; a bad matrix here
     # is a bug upstream and must not reach a bag or a topic.
@@ -348,8 +349,15 @@ def make_pose_with_covariance_stamped(types: Mapping[str, Any], T_44: np.ndarray
 def make_pose_array(types: Mapping[str, Any], poses_k44: np.ndarray, stamp_ns: int, frame_id: str) -> Any:
     """``geometry_msgs/msg/PoseArray`` of ``K`` poses in ``frame_id`` (hypotheses, for RViz); ``K`` may be 0."""
     poses = np.asarray(poses_k44, dtype=np.float64).reshape(-1, 4, 4)
-    return _cls(types, "geometry_msgs/msg/PoseArray")(header=make_header(types, stamp_ns, frame_id),
-                                                      poses=[_make_pose(types, T) for T in poses])
+    msgs = []
+    if len(poses):
+        # One check and one quaternion conversion for all poses: this runs for every published frame.
+        t_k3, q_k4 = pose_to_tq(_check_pose_matrix(poses, "pose array"))
+        point, quat, pose = (_cls(types, f"geometry_msgs/msg/{n}") for n in ("Point", "Quaternion", "Pose"))
+        msgs = [pose(position=point(x=float(t[0]), y=float(t[1]), z=float(t[2])),
+                     orientation=quat(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
+                for t, q in zip(t_k3.tolist(), q_k4.tolist())]
+    return _cls(types, "geometry_msgs/msg/PoseArray")(header=make_header(types, stamp_ns, frame_id), poses=msgs)
 
 
 DIAGNOSTIC_LEVELS = {"OK": 0, "WARN": 1, "ERROR": 2, "STALE": 3}

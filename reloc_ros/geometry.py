@@ -92,7 +92,19 @@ def quat_canonical(q_xyzw: np.ndarray) -> np.ndarray:
 def quat_to_matrix(q_xyzw: np.ndarray) -> np.ndarray:
     """Rotation matrices (..., 3, 3) from quaternions (..., 4), normalising them."""
     q = quat_normalize(q_xyzw)
-    return Rotation.from_quat(q.reshape(-1, 4)).as_matrix().reshape(q.shape[:-1] + (3, 3))
+    # The closed form in numpy: several times cheaper than a SciPy Rotation for the few poses of a frame.
+    x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    R = np.empty(q.shape[:-1] + (3, 3))
+    R[..., 0, 0] = 1 - 2 * (y * y + z * z)
+    R[..., 0, 1] = 2 * (x * y - z * w)
+    R[..., 0, 2] = 2 * (x * z + y * w)
+    R[..., 1, 0] = 2 * (x * y + z * w)
+    R[..., 1, 1] = 1 - 2 * (x * x + z * z)
+    R[..., 1, 2] = 2 * (y * z - x * w)
+    R[..., 2, 0] = 2 * (x * z - y * w)
+    R[..., 2, 1] = 2 * (y * z + x * w)
+    R[..., 2, 2] = 1 - 2 * (x * x + y * y)
+    return R
 
 
 def matrix_to_quat(R_33: np.ndarray) -> np.ndarray:
@@ -193,10 +205,10 @@ def is_rigid(T_44: np.ndarray, tol: float = 1e-5) -> bool:
     if T.shape[-2:] != (4, 4) or not np.all(np.isfinite(T)):
         return False
     R = T[..., :3, :3]
-    eye = np.eye(3)
-    ok_r = np.allclose(np.swapaxes(R, -1, -2) @ R, eye, atol=tol)
-    ok_det = np.allclose(np.linalg.det(R), 1.0, atol=tol)
-    ok_row = np.allclose(T[..., 3, :], [0.0, 0.0, 0.0, 1.0], atol=tol)
+    # Plain max-abs tests: np.allclose costs ~10x more, and this runs on every published pose.
+    ok_r = np.abs(np.swapaxes(R, -1, -2) @ R - np.eye(3)).max(initial=0.0) <= tol
+    ok_det = np.abs(np.linalg.det(R) - 1.0).max(initial=0.0) <= tol
+    ok_row = np.abs(T[..., 3, :] - np.array([0.0, 0.0, 0.0, 1.0])).max(initial=0.0) <= tol
     return bool(ok_r and ok_det and ok_row)
 
 

@@ -305,12 +305,15 @@ class Relocalizer:
                 t_n3, q_n4 = out[2][i], out[3][i] / np.linalg.norm(out[3][i], axis=1, keepdims=True)
                 raw = U.sample_covariance(t_3[None], q_4[None], t_n3[None], q_n4[None])[0]
                 cov = self.calibration.apply(raw)
-                hyp = make_pose(t_n3[:self.max_hypotheses], q_n4[:self.max_hypotheses])
+                k = self.max_hypotheses
+                # One conversion for the pose and its hypotheses.
+                poses = make_pose(np.concatenate([t_3[None], t_n3[:k]]), np.concatenate([q_4[None], q_n4[:k]]))
+                T, hyp = poses[0], poses[1:]
             else:
                 cov = self._constant_cov.copy()
-                hyp = np.zeros((0, 4, 4))
-            results.append(Estimate(stamp, make_pose(t_3, q_4), cov, U.confidence(cov, self.tolerance), hyp, {},
-                                    self.map_frame, self.camera_frame))
+                T, hyp = make_pose(t_3, q_4), np.zeros((0, 4, 4))
+            results.append(Estimate(stamp, T, cov, U.confidence(cov, self.tolerance), hyp, {}, self.map_frame,
+                                    self.camera_frame))
         t3 = time.perf_counter()
         n = max(len(x), 1)
         base = {"decode": 0.0, "preprocess": 0.0, **(timings_ms or {}),

@@ -56,7 +56,6 @@ from typing import Any, Mapping
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from reloc_ros.geometry import quat_to_matrix
 
 GROUPS = ("translation", "rotation")
 """Axis groups of a pose covariance: (x, y, z) and (rot X, rot Y, rot Z)."""
@@ -74,10 +73,24 @@ DEFAULT_TOLERANCE = (0.5, 10.0)
 
 
 def rotation_deviation(q_ref_n4: np.ndarray, q_n4: np.ndarray) -> np.ndarray:
-    """Return rotation vectors ``(n, 3)`` of ``R R_ref^T`` (left perturbation in the map frame), radians."""
-    R = quat_to_matrix(np.asarray(q_n4, np.float64))
-    R_ref = quat_to_matrix(np.asarray(q_ref_n4, np.float64))
-    return Rotation.from_matrix(R @ np.swapaxes(R_ref, -1, -2)).as_rotvec()
+    """Return rotation vectors ``(n, 3)`` of ``R R_ref^T`` (left perturbation in the map frame), radians.
+
+    Quaternions ``(x, y, z, w)``, unit length. Plain numpy quaternion algebra
+    (``q * conj(q_ref)``, then its rotation vector) rather than SciPy objects:
+    this runs for every sample of every frame on the robot.
+    """
+    q = np.asarray(q_n4, np.float64).reshape(-1, 4)
+    r = np.asarray(q_ref_n4, np.float64).reshape(-1, 4)
+    v_a, w_a, v_b, w_b = q[:, :3], q[:, 3:], -r[:, :3], r[:, 3:]  # b = conj(q_ref)
+    w = w_a * w_b - np.sum(v_a * v_b, axis=1, keepdims=True)
+    v = w_a * v_b + w_b * v_a + np.cross(v_a, v_b)
+    sign = np.where(w < 0, -1.0, 1.0)  # the shorter way round: angle in [0, pi]
+    w, v = w * sign, v * sign
+    norm = np.linalg.norm(v, axis=1, keepdims=True)
+    angle = 2.0 * np.arctan2(norm, w)
+    # angle / sin(angle / 2) -> 2 as the angle -> 0
+    scale = np.where(norm > 1e-12, angle / np.maximum(norm, 1e-300), 2.0 / np.maximum(w, 1e-300))
+    return v * scale
 
 
 def error_vectors(pred_n44: np.ndarray, gt_n44: np.ndarray) -> np.ndarray:
