@@ -80,7 +80,7 @@ def r18_file(r18: Backbone, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def scratch() -> Backbone:
-    """A second resnet18 that loading tests overwrite (every load replaces all its weights)."""
+    """Return a second resnet18 that loading tests overwrite (every load replaces all its weights)."""
     torch.manual_seed(99)
     return build_backbone("resnet18")
 

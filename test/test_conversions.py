@@ -50,7 +50,7 @@ def _cdr_round_trip(ts, msg):
 
 
 def _raw_image(T, data: bytes, height: int, width: int, step: int, encoding: str, big: bool = False):
-    """An Image built by hand, bypassing make_image_msg, for layouts the builder never writes."""
+    """Build an Image by hand, bypassing make_image_msg, for layouts the builder never writes."""
     return T["sensor_msgs/msg/Image"](
         header=conv.make_header(T, 0, "cam"), height=height, width=width, encoding=encoding,
         is_bigendian=int(big), step=step, data=np.frombuffer(data, dtype=np.uint8).copy())
@@ -180,7 +180,7 @@ def test_padded_image_is_zero_copy(T):
 
 
 def test_rclpy_style_data_fields_decode():
-    """rclpy gives uint8[] as array.array('B'); bytes and lists must work too."""
+    """Decode uint8[] as rclpy gives it (array.array('B')), and bytes and lists too."""
     img = np.arange(2 * 3, dtype=np.uint8).reshape(2, 3) * 10
     for data in (array.array("B", img.tobytes()), img.tobytes(), list(img.reshape(-1).tolist()),
                  [bytes([v]) for v in img.reshape(-1)]):
@@ -547,7 +547,7 @@ def test_odometry_without_covariance_is_not_zero(T):
 
 
 def test_pose_type_detection_without_msgtype():
-    """rclpy messages carry no __msgtype__: the kind is recognised from fields."""
+    """Recognise the kind of rclpy messages (no __msgtype__) from their fields."""
     ns = pytypes.SimpleNamespace
     stamp = ns(sec=3, nanosec=4)
     pose = ns(position=ns(x=1.0, y=2.0, z=3.0), orientation=ns(x=0.0, y=0.0, z=0.0, w=1.0))

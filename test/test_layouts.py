@@ -194,7 +194,7 @@ HEADER = "Visual Landmark Dataset V1\nImageFile, Camera Position [X Y Z W P Q R]
 
 
 def _cambridge_line(name: str, T_map_cam: np.ndarray) -> str:
-    """The dataset's line for a camera pose: centre c and the (w, x, y, z) quaternion of R_cw."""
+    """Return the dataset's line for a camera pose: centre c and the (w, x, y, z) quaternion of R_cw."""
     R_cw = T_map_cam[:3, :3].T
     x, y, z, w = Rotation.from_matrix(R_cw).as_quat()
     return " ".join([name] + [repr(float(v)) for v in (*T_map_cam[:3, 3], w, x, y, z)])

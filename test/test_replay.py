@@ -271,7 +271,7 @@ SHIFT_M = 5.0
 
 @pytest.fixture(scope="module")
 def kidnap_bag(synth_bag, tmp_path_factory, typestore):
-    """A copy of the synthetic bag whose map -> odom is shifted 5 m along map x: the belief is wrong."""
+    """Copy the synthetic bag with map -> odom shifted 5 m along map x: the belief is wrong."""
     out = tmp_path_factory.mktemp("kidnap") / "in"
     messages = []
     with Bag(synth_bag) as bag:
@@ -416,8 +416,10 @@ CLI_FRAMES = 8
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """An untrained PoseNet exported at 64x48 as a model file would be outside the trainer, and a copy whose
-    metadata also records the bag options, as the trainer's exports do."""
+    """Export an untrained PoseNet at 64x48 as outside the trainer, plus a copy with the bag options.
+
+    The copy's metadata records the bag options, as the trainer's exports do.
+    """
     import torch
 
     from reloc_ros.nets.apr import APRConfig, build_apr

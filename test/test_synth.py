@@ -69,7 +69,7 @@ def reprojection_error(rgb_a, depth_a, rgb_b, depth_b, T_a_b, K) -> tuple[float,
 
 
 def read_bag(path: Path) -> dict:
-    """topic -> list of (log time, deserialized message), plus connection info."""
+    """Return topic -> list of (log time, deserialized message), plus connection info."""
     from rosbags.highlevel import AnyReader
 
     out: dict = {"messages": {}, "types": {}, "raw": []}

@@ -47,7 +47,7 @@ def bags(tmp_path_factory):
 
 
 def test_trained_model_beats_mean_pose_baseline_on_the_query_route(bags, tmp_path, capsys):
-    """bag -> train -> export -> eval on a different route: a learned result, not 'it ran'."""
+    """Go bag -> train -> export -> eval on a different route: a learned result, not 'it ran'."""
     out = tmp_path / "model.pt"
     assert main(["-q", "train", str(bags / "map"), "--model", "posenet", "--out", str(out), "--epochs", "16",
                  "--input-size", "64x48", "--preprocessing", "resize", "--batch-size", "16", "--lr", "1e-3",

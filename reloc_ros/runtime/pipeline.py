@@ -74,7 +74,8 @@ def localize_frame(est: Estimate, *, T_base_cam: np.ndarray | None, base_frame: 
     Args:
         est: the engine's estimate (camera pose in the map frame).
         T_base_cam: camera extrinsics (``base_frame -> camera_frame``), None if unknown.
-        base_frame, camera_frame: frame ids (for the result and the notes).
+        base_frame: the robot body frame id (TF child of the correction).
+        camera_frame: the camera frame id (for the notes).
         odom_frame: ``''`` when the robot has no odom frame.
         T_odom_base: ``odom -> base_frame`` at the image stamp, None if unknown.
         publish_tf: whether a TF correction is wanted at all.
