@@ -50,6 +50,8 @@ setup(
     entry_points={
         'console_scripts': [
             'reloc-ros = reloc_ros.cli:main',
+            'relocalization_node = reloc_ros.nodes.relocalization_node:main',
+            'trainer_node = reloc_ros.nodes.trainer_node:main',
         ],
     },
 )

@@ -1,0 +1,387 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Node parameters without ROS: specs vs YAML and README, options and their errors, launch files."""
+
+from __future__ import annotations
+
+import array
+import ast
+from pathlib import Path
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+import yaml
+
+from reloc_ros.runtime import node_params as P
+from reloc_ros.runtime.recovery import RecoveryConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, name + "."))
+        else:
+            out[name] = v
+    return out
+
+
+def _yaml_params(name: str) -> dict:
+    data = yaml.safe_load((ROOT / "config" / name).read_text())
+    assert list(data) == ["/**"], "parameter files apply to the node whatever its name/namespace"
+    return _flatten(data["/**"]["ros__parameters"])
+
+
+def _same(a, b) -> bool:
+    """Equal and of the same ROS type (1 != 1.0 != True for typed ROS parameters)."""
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return list(a) == list(b) and all(type(x) is type(y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "lab.pt"
+    path.write_bytes(b"not read by relocalization_options")
+    return path
+
+
+# --------------------------------------------------------------------------
+# Specs, YAML files, README
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("specs", [P.RELOCALIZATION_PARAMS, P.TRAINER_PARAMS])
+def test_specs_are_unique_described_and_valid(specs):
+    names = [s.name for s in specs]
+    assert len(names) == len(set(names))
+    for s in specs:
+        assert s.description.strip() and s.kind in P.KINDS
+        assert re.fullmatch(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*", s.name), s.name
+        P.check_value(s, list(s.default) if isinstance(s.default, tuple) else s.default)
+
+
+def test_relocalization_spec_has_the_documented_parameters():
+    names = {s.name for s in P.RELOCALIZATION_PARAMS}
+    for n in ("model_path", "device", "backend", "image_transport", "map_frame", "odom_frame", "base_frame",
+              "camera_frame", "publish_tf", "tf_timeout_s", "max_rate_hz", "min_confidence", "mc_samples",
+              "confidence_tolerance_m", "confidence_tolerance_deg", "hypotheses", "initialpose.enabled",
+              "initialpose.topic", "initialpose.consecutive", "initialpose.gate_probability",
+              "initialpose.min_translation_m", "initialpose.min_rotation_deg", "initialpose.planar",
+              "initialpose.min_interval_s", "initialpose.reinit_without_belief", "initialpose.belief_pose_topic",
+              "initialpose.belief_std_m", "initialpose.belief_std_rad", "oneshot.frames", "oneshot.timeout_s",
+              "autostart", "diagnostics_period_s"):
+        assert n in names, n
+    by = P.spec_by_name(P.RELOCALIZATION_PARAMS)
+    assert "always" in by["min_confidence"].description.lower()  # ~/pose is always published
+    assert by["autostart"].read_only
+
+
+def test_relocalize_yaml_lists_every_parameter_with_its_default():
+    values = _yaml_params("relocalize.yaml")
+    specs = P.spec_by_name(P.RELOCALIZATION_PARAMS)
+    assert set(values) == set(specs)
+    for name, spec in specs.items():
+        assert _same(values[name], spec.default), f"{name}: yaml {values[name]!r} vs spec {spec.default!r}"
+
+
+def test_train_yaml_lists_every_parameter_with_its_default():
+    text = (ROOT / "config" / "train.yaml").read_text()
+    values = _yaml_params("train.yaml")
+    for spec in P.TRAINER_PARAMS:
+        if spec.default == ():
+            # rcl's YAML parser cannot type an empty list: documented as a comment instead.
+            assert spec.name not in values
+            assert re.search(rf"^\s*# {re.escape(spec.name)}:", text, re.M), spec.name
+        else:
+            assert _same(values[spec.name], spec.default), spec.name
+    assert set(values) <= {s.name for s in P.TRAINER_PARAMS}
+
+
+def test_trainer_defaults_agree_with_the_trainer_and_cli():
+    from reloc_ros.data.bag import BagSource
+    from reloc_ros.training.trainer import MODELS, TrainConfig
+
+    d, by = TrainConfig(), P.spec_by_name(P.TRAINER_PARAMS)
+    assert P.TRAIN_MODELS == tuple(MODELS)
+    assert by["model"].default == d.model and by["backbone"].default == d.backbone
+    assert by["epochs"].default == d.epochs and by["batch_size"].default == d.batch_size
+    assert tuple(by["input_size"].default) == tuple(d.input_size)
+    assert by["map_frame"].default == BagSource().map_frame
+
+
+@pytest.mark.parametrize("specs", [P.RELOCALIZATION_PARAMS, P.TRAINER_PARAMS])
+def test_config_readme_documents_every_parameter(specs):
+    readme = (ROOT / "config" / "README.md").read_text()
+    for s in specs:
+        assert f"| `{s.name}` |" in readme, s.name
+    # The table is exactly the specs' (regenerate it with params_markdown when a spec changes).
+    assert P.params_markdown(specs) in readme
+
+
+def test_paramspec_rejects_inconsistent_specs():
+    with pytest.raises(ValueError, match="both min and max"):
+        P.ParamSpec("x", 1.0, "d", min=0.0)
+    with pytest.raises(ValueError, match="'x'"):
+        P.ParamSpec("x", 5.0, "d", min=0.0, max=1.0)   # default outside its own range
+    with pytest.raises(ValueError, match="valid values"):
+        P.ParamSpec("x", "gpu", "d", choices=("cpu", "cuda"))
+    with pytest.raises(ValueError, match="kind="):
+        P.ParamSpec("x", [], "d")
+    assert P.ParamSpec("x", [], "d", kind="str[]").default == ()
+
+
+# --------------------------------------------------------------------------
+# check_value
+# --------------------------------------------------------------------------
+
+def test_check_value_types_ranges_and_choices():
+    by = P.spec_by_name(P.RELOCALIZATION_PARAMS)
+    assert P.check_value(by["tf_timeout_s"], 1) == 1.0 and isinstance(P.check_value(by["tf_timeout_s"], 1), float)
+    for bad in (True, "0.1", float("nan")):
+        with pytest.raises(ValueError, match="tf_timeout_s"):
+            P.check_value(by["tf_timeout_s"], bad)
+    with pytest.raises(ValueError, match=r"'hypotheses' = 2\.5 .*integer"):
+        P.check_value(by["hypotheses"], 2.5)
+    with pytest.raises(ValueError, match="true or false"):
+        P.check_value(by["publish_tf"], 1)
+    for ok in ("auto", "cpu", "cuda", "cuda:0", "cuda:12"):
+        assert P.check_value(by["device"], ok) == ok
+    for bad in ("gpu", "cuda:", "cuda:x", "CPU", "cuda:-1"):
+        with pytest.raises(ValueError, match=r"'device' = .*auto, cpu, cuda, cuda:N"):
+            P.check_value(by["device"], bad)
+    tp = P.spec_by_name(P.TRAINER_PARAMS)
+    assert P.check_value(tp["input_size"], array.array("q", [64, 48])) == [64, 48]  # as rclpy hands it back
+    with pytest.raises(ValueError, match="list of integers"):
+        P.check_value(tp["input_size"], [64.0, 48.0])
+    with pytest.raises(ValueError, match="list of strings"):
+        P.check_value(tp["bags"], "a_bag")
+
+
+def test_check_values_fills_defaults_and_rejects_unknown_names():
+    v = P.check_values(P.RELOCALIZATION_PARAMS, {"max_rate_hz": 5})
+    assert v["max_rate_hz"] == 5.0 and v["base_frame"] == "base_link" and len(v) == len(P.RELOCALIZATION_PARAMS)
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) initialpose\.enable; valid: model_path"):
+        P.check_values(P.RELOCALIZATION_PARAMS, {"initialpose.enable": True})
+
+
+# --------------------------------------------------------------------------
+# relocalization_options
+# --------------------------------------------------------------------------
+
+def test_relocalization_options_defaults(model_file):
+    o = P.relocalization_options({"model_path": str(model_file)})
+    assert o.relocalizer_kwargs == {"model_path": str(model_file), "device": "auto", "backend": "auto",
+                                    "samples": None, "tolerance": (0.5, 10.0), "hypotheses": 8, "threads": None}
+    assert P.relocalization_options({"model_path": str(model_file), "cpu_threads": 2}).relocalizer_kwargs[
+        "threads"] == 2
+    assert o.recovery == RecoveryConfig(enabled=False)   # defaults of the spec are those of the core
+    assert not o.recovery_enabled
+    assert (o.oneshot_frames, o.oneshot_timeout_s) == (5, 10.0)
+    assert (o.map_frame, o.odom_frame, o.base_frame, o.camera_frame) == ("", "odom", "base_link", "")
+    assert o.publish_tf and o.autostart and o.image_transport == "raw"
+    assert o.min_period_ns == 0 and o.belief_std == (0.5, 0.2)
+    assert o.initialpose_topic == "/initialpose" and o.belief_pose_topic == "/amcl_pose"
+
+
+def test_relocalization_options_pass_values_through(model_file):
+    o = P.relocalization_options({
+        "model_path": str(model_file), "device": "cuda:1", "backend": "torchscript", "mc_samples": 16,
+        "confidence_tolerance_m": 1.0, "confidence_tolerance_deg": 5, "hypotheses": 0, "max_rate_hz": 4.0,
+        "min_confidence": 0.7, "initialpose.enabled": True, "initialpose.consecutive": 5,
+        "initialpose.planar": False, "initialpose.min_interval_s": 2.0, "initialpose.gate_probability": 0.99,
+        "initialpose.min_translation_m": 1.0, "initialpose.min_rotation_deg": 30.0,
+        "initialpose.reinit_without_belief": False, "oneshot.frames": 3, "odom_frame": "",
+    })
+    k = o.relocalizer_kwargs
+    assert (k["device"], k["backend"], k["samples"], k["tolerance"], k["hypotheses"]) == \
+        ("cuda:1", "torchscript", 16, (1.0, 5.0), 0)
+    assert o.recovery == RecoveryConfig(enabled=True, consecutive=5, min_confidence=0.7, gate_probability=0.99,
+                                        min_translation_m=1.0, min_rotation_deg=30.0, planar=False,
+                                        min_interval_s=2.0, reinit_without_belief=False)
+    assert o.min_period_ns == 250_000_000 and o.odom_frame == "" and o.oneshot_frames == 3
+
+
+@pytest.mark.parametrize("values, pattern", [
+    ({}, r"'model_path' is empty: set it to an exported reloc_ros model file .*model:="),
+    ({"model_path": "/nonexistent/lab.pt"}, r"'model_path' = '/nonexistent/lab\.pt': no such file"),
+    ({"device": "gpu"}, r"'device' = 'gpu' is invalid: valid values are auto, cpu, cuda, cuda:N"),
+    ({"backend": "tensorrt"}, r"'backend' = 'tensorrt' .* auto, torchscript, onnx"),
+    ({"backend": "onnx"}, r"'backend' = 'onnx' but model_path .* not an \.onnx file"),
+    ({"image_transport": "theora"}, r"'image_transport' = 'theora' .* raw, compressed"),
+    ({"min_confidence": 1.5}, r"'min_confidence' = 1\.5 is invalid: must be in \[0, 1\]"),
+    ({"mc_samples": 1}, r"'mc_samples' = 1 is invalid: must be 0 .* or >= 2"),
+    ({"mc_samples": -3}, r"'mc_samples' = -3 .* \[0, 1000\]"),
+    ({"initialpose.consecutive": 0}, r"'initialpose\.consecutive' = 0 .* \[1, 1000\]"),
+    ({"initialpose.gate_probability": 1.0}, r"'initialpose\.gate_probability' = 1\.0 .* \[0\.5, 0\.999999\]"),
+    ({"base_frame": ""}, r"'base_frame' must not be empty"),
+    ({"odom_frame": "/odom"}, r"'odom_frame' = '/odom' .* no leading slash .*'odom'"),
+    ({"odom_frame": "base_link"}, r"'odom_frame' and 'base_frame' are both 'base_link'"),
+    ({"map_frame": "odom"}, r"'map_frame' = 'odom' equals odom_frame or base_frame"),
+    ({"initialpose.topic": ""}, r"'initialpose\.topic' must not be empty"),
+    ({"initialpose.topic": "/init pose"}, r"'initialpose\.topic' = '/init pose' is not a valid ROS topic"),
+    ({"tf_timeout_s": "0.1"}, r"'tf_timeout_s' = '0\.1' is invalid: must be a number"),
+    ({"publish_tf": "true"}, r"'publish_tf' = 'true' is invalid: must be true or false"),
+])
+def test_relocalization_options_errors_name_the_parameter(model_file, values, pattern):
+    if "model_path" not in values and values:
+        values = {"model_path": str(model_file), **values}
+    with pytest.raises(ValueError, match=pattern):
+        P.relocalization_options(values)
+
+
+def test_recovery_errors_name_the_ros_parameter(model_file, monkeypatch):
+    # A constraint only the core knows (the spec's range allows it): the error still names the ROS parameter.
+    monkeypatch.setattr(P, "RecoveryConfig", lambda **kw: RecoveryConfig(**{**kw, "min_rotation_deg": 200.0}))
+    with pytest.raises(ValueError, match=r"^parameter 'initialpose\.min_rotation_deg' is invalid: "
+                                         r"must be in \[0, 180\], got 200\.0"):
+        P.relocalization_options({"model_path": str(model_file)})
+
+
+# --------------------------------------------------------------------------
+# trainer_options
+# --------------------------------------------------------------------------
+
+def test_trainer_options_required_and_defaults(tmp_path):
+    with pytest.raises(ValueError, match=r"'bags' is empty"):
+        P.trainer_options({"output": str(tmp_path / "m.pt")})
+    with pytest.raises(ValueError, match=r"'output' is empty"):
+        P.trainer_options({"bags": ["a_bag"]})
+    o = P.trainer_options({"bags": ["a_bag", "b_bag"], "output": str(tmp_path / "m.pt")})
+    assert o.bags == (Path("a_bag"), Path("b_bag")) and o.out == tmp_path / "m.pt"
+    assert (o.resume, o.device, o.onnx) == (False, "auto", False)
+    assert o.cache_dir == Path.home() / ".cache" / "reloc_ros"
+    assert o.source.image_topic is None and o.source.camera_frame is None and o.source.pose_topic is None
+    assert o.source.map_frame == "map"
+    from reloc_ros.training.trainer import TrainConfig
+    assert o.config == TrainConfig()
+
+
+def test_trainer_options_pass_values_through(tmp_path):
+    o = P.trainer_options({
+        "bags": ["a"], "output": str(tmp_path / "m.pt"), "image_topic": "/cam/image", "camera_frame": "cam_opt",
+        "pose_topic": "/mocap", "depth_topic": "/cam/depth", "map_frame": "world", "model": "lrf-posenet",
+        "backbone": "resnet34", "epochs": 3, "batch_size": 8, "input_size": array.array("q", [64, 48]),
+        "device": "cpu", "resume": True, "onnx": True, "cache_dir": str(tmp_path / "cache")})
+    s, c = o.source, o.config
+    assert (s.image_topic, s.camera_frame, s.pose_topic, s.depth_topic, s.map_frame) == \
+        ("/cam/image", "cam_opt", "/mocap", "/cam/depth", "world")
+    assert (c.model, c.backbone, c.epochs, c.batch_size, c.input_size) == ("lrf-posenet", "resnet34", 3, 8, (64, 48))
+    assert (o.device, o.resume, o.onnx, o.cache_dir) == ("cpu", True, True, tmp_path / "cache")
+
+
+def test_trainer_config_file_precedence(tmp_path):
+    cfg = tmp_path / "train_opts.yaml"
+    cfg.write_text("epochs: 7\nlr: 0.001\nloss: geometric\ninput-size: 96x72\nout: " + str(tmp_path / "f.pt") + "\n")
+    base = {"bags": ["a"], "config_file": str(cfg)}
+    o = P.trainer_options(base)
+    # File over defaults (parameters left at their defaults do not override it) ...
+    assert (o.config.epochs, o.config.lr, o.config.loss, o.config.input_size) == (7, 0.001, "geometric", (96, 72))
+    assert o.out == tmp_path / "f.pt"
+    # ... and explicit parameters over the file.
+    o = P.trainer_options({**base, "epochs": 5, "output": str(tmp_path / "p.pt"), "input_size": [32, 32]})
+    assert (o.config.epochs, o.config.lr, o.config.input_size, o.out) == (5, 0.001, (32, 32), tmp_path / "p.pt")
+
+
+def test_trainer_options_errors(tmp_path):
+    base = {"bags": ["a"], "output": str(tmp_path / "m.pt")}
+    with pytest.raises(ValueError, match=r"'config_file' = '.*missing\.yaml': no such file"):
+        P.trainer_options({**base, "config_file": str(tmp_path / "missing.yaml")})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epoch: 3\n")
+    with pytest.raises(ValueError, match=r"unknown option 'epoch'"):
+        P.trainer_options({**base, "config_file": str(bad)})
+    with pytest.raises(ValueError, match=r"'model' = 'camnet' .* posenet, lrf-posenet"):
+        P.trainer_options({**base, "model": "camnet"})
+    with pytest.raises(ValueError, match=r"'batch_size' = 1 .* \[2, 100000\]"):
+        P.trainer_options({**base, "batch_size": 1})
+    with pytest.raises(ValueError, match=r"'input_size' = \[64\] .* \[width, height\]"):
+        P.trainer_options({**base, "input_size": [64]})
+
+
+def test_parse_epoch_line():
+    line = "epoch 7/20 loss 3.6592 val 1.302 m 12.67 deg spread 0.25 (4.6 s)"
+    assert P.parse_epoch_line(line) == {"epoch": 7, "epochs": 20, "loss": 3.6592, "val_m": 1.302, "val_deg": 12.67}
+    assert P.parse_epoch_line("training posenet (resnet18 ...) on 300 frames") is None
+
+
+def test_parse_epoch_line_matches_the_trainers_format():
+    """The node reads the trainer's own log format: check against its source, not a copy."""
+    src = (ROOT / "reloc_ros" / "training" / "trainer.py").read_text()
+    fmt = re.search(r'"(epoch %d/%d loss %\.4f val %\.3f m %\.2f deg[^"]*)"', src).group(1)
+    line = fmt % (3, 30, 0.5, 0.25, 4.5, 0.3, 1.2)
+    assert P.parse_epoch_line(line) == {"epoch": 3, "epochs": 30, "loss": 0.5, "val_m": 0.25, "val_deg": 4.5}
+
+
+# --------------------------------------------------------------------------
+# Launch files, entry points, package.xml
+# --------------------------------------------------------------------------
+
+def _launch_arguments(path: Path) -> dict[str, str]:
+    """Map DeclareLaunchArgument names to their default_value source, read with ast (no launch import)."""
+    tree = ast.parse(path.read_text(), str(path))
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == \
+                "DeclareLaunchArgument":
+            name = node.args[0].value
+            kw = {k.arg: k.value for k in node.keywords}
+            assert "description" in kw and ast.literal_eval(kw["description"]).strip(), f"{name}: no description"
+            out[name] = ast.unparse(kw["default_value"]) if "default_value" in kw else None
+    return out
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("relocalize.launch.py", {"model": "''", "image_topic": "'/camera/image_raw'", "params_file": "default_params",
+                              "namespace": "''", "use_sim_time": "'false'", "log_level": "'info'",
+                              "autostart": "'true'", "device": "'auto'"}),
+    ("train.launch.py", {"bags": "''", "output": "''", "image_topic": "''", "params_file": "default_params",
+                         "use_sim_time": "'false'", "log_level": "'info'"}),
+])
+def test_launch_files_compile_and_declare_their_arguments(name, expected):
+    path = ROOT / "launch" / name
+    source = path.read_text()
+    compile(source, str(path), "exec")
+    assert _launch_arguments(path) == expected
+    imported = {n.module.split(".")[0] if isinstance(n, ast.ImportFrom) else a.name.split(".")[0]
+                for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in (n.names if isinstance(n, ast.Import) else [n])}
+    assert imported <= {"os", "launch", "launch_ros", "ament_index_python"}, imported
+    assert "generate_launch_description" in source
+    default_yaml = "relocalize.yaml" if name.startswith("relocalize") else "train.yaml"
+    assert f"'{default_yaml}'" in source and "get_package_share_directory('reloc_ros')" in source
+
+
+def test_launch_files_start_the_installed_executables():
+    setup = (ROOT / "setup.py").read_text()
+    assert "relocalization_node = reloc_ros.nodes.relocalization_node:main" in setup
+    assert "trainer_node = reloc_ros.nodes.trainer_node:main" in setup
+    assert "reloc-ros = reloc_ros.cli:main" in setup
+    reloc = (ROOT / "launch" / "relocalize.launch.py").read_text()
+    assert "executable='relocalization_node'" in reloc and "('image', image_topic)" in reloc
+    assert "'/compressed'" in reloc and "'--log-level'" in reloc
+    train = (ROOT / "launch" / "train.launch.py").read_text()
+    assert "executable='trainer_node'" in train and "OnProcessExit" in train and "Shutdown(" in train
+
+
+def test_package_xml_has_the_node_dependencies():
+    root = ET.parse(ROOT / "package.xml").getroot()
+    deps = {e.text for e in root if e.tag in ("depend", "exec_depend")}
+    for d in ("rclpy", "lifecycle_msgs", "rcl_interfaces", "std_srvs", "diagnostic_msgs", "geometry_msgs",
+              "sensor_msgs", "tf2_ros", "tf2_msgs", "launch", "launch_ros", "ament_index_python"):
+        assert d in deps, d
