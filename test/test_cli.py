@@ -103,3 +103,21 @@ def test_bench_apr_quick_writes_tables(tmp_path):
     assert all(r["export_latency_ms_median"] > 0 for r in data["speed"])
     table = md.read_text()
     assert "| LRF-PoseNet (resize + LSTM) |" in table and "resnet34" in table
+
+
+def test_bench_runtime_quick_measures_every_stage_and_drops_stale_frames(tmp_path):
+    out, md = tmp_path / "runtime.json", tmp_path / "runtime.md"
+    res = subprocess.run([sys.executable, "-m", "reloc_ros.cli", "-q", "bench", "--suite", "runtime", "--quick",
+                          "--json", str(out), "--markdown", str(md)], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert [r["backend"] for r in data["latency"]][:2] == ["torchscript", "onnx"]
+    for row in data["latency"]:
+        m = row["median_ms"]
+        assert all(m[k] > 0 for k in ("decode", "preprocess", "inference", "postprocess", "other_outputs"))
+        assert row["sustained"]["processed"] > 0
+    mem = data["memory_10x_replay"]
+    # 100 frames/s of input is more than a 224x224 ResNet-18 infers on a CPU: the worker drops, never queues.
+    assert mem["submitted"] == mem["bag_frames"] * mem["passes"]
+    assert mem["processed"] + mem["dropped"] == mem["submitted"] and mem["dropped"] > 0
+    assert "| torchscript / cpu |" in md.read_text()
