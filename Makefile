@@ -19,3 +19,4 @@ demo: setup
 
 bench: setup
 	$(PYTHON) -m reloc_ros.cli bench --json benchmarks/data.json
+	$(PYTHON) -m reloc_ros.cli bench --suite runtime --json benchmarks/runtime.json --markdown benchmarks/runtime.md
