@@ -203,13 +203,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from reloc_ros.training.trainer import TrainConfig, train
+def train_config_from_args(args: argparse.Namespace):
+    """Build the TrainConfig of ``reloc-ros train``'s options (also the trainer node's, through them)."""
+    from reloc_ros.training.trainer import TrainConfig
 
-    cfg = TrainConfig(model=args.model, backbone=args.backbone, head=args.head, preprocessing=args.preprocessing,
-                      input_size=args.input_size, loss=args.loss, beta=args.beta, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, dropout=args.dropout, val_fraction=args.val_fraction,
-                      augment=not args.no_augment, seed=args.seed, backbone_weights=args.backbone_weights)
+    return TrainConfig(model=args.model, backbone=args.backbone, head=args.head, preprocessing=args.preprocessing,
+                       input_size=args.input_size, loss=args.loss, beta=args.beta, epochs=args.epochs,
+                       batch_size=args.batch_size, lr=args.lr, dropout=args.dropout, val_fraction=args.val_fraction,
+                       augment=not args.no_augment, seed=args.seed, backbone_weights=args.backbone_weights)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from reloc_ros.training.trainer import train
+
+    cfg = train_config_from_args(args)
     result = train(args.bags, bag_source_from_args(args), cfg, args.out, resume=args.resume,
                    cache_dir=args.cache_dir, device=args.device, progress=not args.quiet, onnx=args.onnx)
     if result.val_metrics:
@@ -276,7 +283,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
+def load_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
     """Read a YAML mapping of train options (names as on the command line, - or _)."""
     import yaml
 
@@ -453,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_parser = args.train_parser
         if args.config is not None:
             try:
-                train_parser.set_defaults(**_load_config_file(args.config, train_parser))
+                train_parser.set_defaults(**load_config_file(args.config, train_parser))
             except ValueError as exc:
                 parser.error(str(exc))
             args = parser.parse_args(argv)

@@ -507,7 +507,6 @@ def trainer_options(values: Mapping[str, Any]) -> TrainerOptions:
     and is not ''. Raises ``ValueError`` naming the bad parameter or option.
     """
     from reloc_ros import cli
-    from reloc_ros.training.trainer import TrainConfig
 
     v = check_values(TRAINER_PARAMS, values)
     if len(v["input_size"]) != 2 or min(v["input_size"]) <= 0:
@@ -519,7 +518,7 @@ def trainer_options(values: Mapping[str, Any]) -> TrainerOptions:
         path = Path(v["config_file"]).expanduser()
         if not path.is_file():
             raise ValueError(f"parameter 'config_file' = '{v['config_file']}': no such file")
-        vars(args).update(cli._load_config_file(path, train_parser))
+        vars(args).update(cli.load_config_file(path, train_parser))
     for spec in TRAINER_PARAMS:
         if spec.name == "config_file":
             continue
@@ -542,10 +541,7 @@ def trainer_options(values: Mapping[str, Any]) -> TrainerOptions:
                          "(or 'out' in config_file)")
     if args.input_size is not None:
         args.input_size = tuple(int(x) for x in args.input_size)
-    cfg = TrainConfig(model=args.model, backbone=args.backbone, head=args.head, preprocessing=args.preprocessing,
-                      input_size=args.input_size, loss=args.loss, beta=args.beta, epochs=args.epochs,
-                      batch_size=args.batch_size, lr=args.lr, dropout=args.dropout, val_fraction=args.val_fraction,
-                      augment=not args.no_augment, seed=args.seed, backbone_weights=args.backbone_weights)
+    cfg = cli.train_config_from_args(args)
     cfg.resolved()  # check now, with a clear error, not after loading the bags
     source = cli.bag_source_from_args(args)
     return TrainerOptions(bags=tuple(Path(b) for b in args.bags), out=Path(args.out), source=source, config=cfg,

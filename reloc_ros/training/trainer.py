@@ -250,8 +250,8 @@ def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: 
         raise ValueError(f"cannot write the model to '{out}': directory '{out.parent}' is missing or not writable")
     ckpt_path = checkpoint_path_for(out)
     if ckpt_path.exists() and not resume:
-        raise ValueError(f"a checkpoint of an earlier run exists at '{ckpt_path}': pass --resume to continue it, "
-                         "or delete it to start over")
+        raise ValueError(f"a checkpoint of an earlier run exists at '{ckpt_path}': pass --resume (trainer_node: "
+                         "resume:=true) to continue it, or delete it to start over")
     dev = pick_device(device, int(os.environ.get("LOCAL_RANK", "0")))
     d = _init_distributed(dev)
     if dev.type == "cuda":
