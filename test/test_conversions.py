@@ -664,3 +664,27 @@ def test_ros_message_types_imports_msg_modules(monkeypatch):
         conv.ros_message_types(["surely_absent_msgs/msg/X"])
     with pytest.raises(ValueError, match="pkg/msg/Type"):
         conv.ros_message_types(["not_a_type"])
+
+
+def test_pose_array_and_diagnostics_round_trip_through_cdr(T, ts):
+    poses = np.stack([make_pose([1.0, 2.0, 0.5], [0.0, 0.0, 0.38268343, 0.92387953]),
+                      make_pose([-1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0])])
+    msg = conv.make_pose_array(T, poses, 7_000_000_001, "map")
+    back = ts.deserialize_cdr(ts.serialize_cdr(msg, "geometry_msgs/msg/PoseArray"), "geometry_msgs/msg/PoseArray")
+    assert back.header.frame_id == "map" and conv.stamp_to_ns(back.header.stamp) == 7_000_000_001
+    assert np.allclose(np.stack([conv.pose_to_matrix(p) for p in back.poses]), poses, atol=1e-9)
+    assert conv.make_pose_array(T, np.zeros((0, 4, 4)), 1, "map").poses == []
+    bad = poses.copy()
+    bad[1, :3, :3] *= 2.0  # not a rotation: must never reach a topic
+    with pytest.raises(ValueError, match="not a finite rigid transform"):
+        conv.make_pose_array(T, bad, 1, "map")
+
+    diag = conv.make_diagnostic_array(T, 5, "relocalization: /relocalization", "WARN", "no frames",
+                                      {"rate (Hz)": 3.14159, "model": "lab.pt", "dropped": 4})
+    typ = "diagnostic_msgs/msg/DiagnosticArray"
+    (status,) = ts.deserialize_cdr(ts.serialize_cdr(diag, typ), typ).status
+    assert status.level == 1 and status.name == "relocalization: /relocalization" and status.message == "no frames"
+    assert [(kv.key, kv.value) for kv in status.values] == [("rate (Hz)", "3.142"), ("model", "lab.pt"),
+                                                            ("dropped", "4")]
+    with pytest.raises(ValueError, match="level must be one of OK, WARN, ERROR, STALE"):
+        conv.make_diagnostic_array(T, 5, "x", "FINE", "", {})
