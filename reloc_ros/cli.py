@@ -314,6 +314,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         results = run_data_benchmark(frames=args.frames, quick=args.quick)
         markdown = None
+    elif args.suite == "full":
+        from reloc_ros.bench_full import markdown_table, run_full_benchmark
+
+        results = run_full_benchmark(quick=args.quick, progress=not args.quiet)
+        markdown = markdown_table(results)
     elif args.suite == "runtime":
         from reloc_ros.bench_runtime import markdown_table, run_runtime_benchmark
 
@@ -441,11 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks: data throughput, or the APR comparison and speed")
-    p.add_argument("--suite", choices=("data", "apr", "runtime"), default="data",
+    p.add_argument("--suite", choices=("data", "apr", "runtime", "full"), default="data",
                    help="data: bag decode + TF and rendering (default); apr: the seeds' comparison on the "
                         "synthetic scene plus training/inference speed; runtime: message-to-pose latency by "
-                        "stage, sustained rate and memory under a 10x replay")
-    p.add_argument("--markdown", type=Path, help="write the apr / runtime tables (markdown) here")
+                        "stage, sustained rate and memory under a 10x replay; full: every method (learned, "
+                        "geometric reference, baselines) on two scenes with cost and scaling")
+    p.add_argument("--markdown", type=Path, help="write the apr / runtime / full tables (markdown) here")
     p.add_argument("--frames", type=_positive_int, default=300, help="frames per measurement (default: 300)")
     p.add_argument("--quick", action="store_true", help="fewer frames, for a smoke run")
     p.add_argument("--json", type=Path, help="also write the results here")

@@ -121,3 +121,24 @@ def test_bench_runtime_quick_measures_every_stage_and_drops_stale_frames(tmp_pat
     assert mem["submitted"] == mem["bag_frames"] * mem["passes"]
     assert mem["processed"] + mem["dropped"] == mem["submitted"] and mem["dropped"] > 0
     assert "| torchscript / cpu |" in md.read_text()
+
+
+def test_bench_full_quick_measures_every_method(tmp_path):
+    out, md = tmp_path / "results.json", tmp_path / "results.md"
+    res = subprocess.run([sys.executable, "-m", "reloc_ros.cli", "-q", "bench", "--suite", "full", "--quick",
+                          "--json", str(out), "--markdown", str(md)], capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    data = json.loads(out.read_text())
+    rows = {r["method"]: r for r in data["scenes"]["room"]}
+    assert set(rows) == {"mean-pose baseline", "nearest-neighbour retrieval",
+                         "ORB + depth + PnP RANSAC (geometric reference)", "PoseNet", "LRF-PoseNet"}
+    # The references behave as references: geometry with known depth beats retrieval, which beats the mean pose.
+    med = {k: r["median_translation_m"] for k, r in rows.items()}
+    assert med["ORB + depth + PnP RANSAC (geometric reference)"] < med["nearest-neighbour retrieval"]
+    assert med["nearest-neighbour retrieval"] < med["mean-pose baseline"]
+    for name in ("PoseNet", "LRF-PoseNet"):
+        r = rows[name]
+        assert r["train_seconds"] > 0 and r["model_mb"] > 1 and r["latency_ms_cpu"] > 0 and r["memory_mb"] > 0
+        assert 0 <= r["calibration"]["translation"]["within_2sigma"] <= 1
+    assert [r["mapping_frames"] for r in data["scaling"]["mapping_size"]] == [300, 3000]
+    assert "| nearest-neighbour retrieval |" in md.read_text()
