@@ -1,0 +1,372 @@
+# Copyright 2026 reloc_ros contributors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Ground-truth labels of CamNet's image pairs (Ding et al., ICCV 2019, seed 001).
+
+CamNet trains on pairs of images. Every pair gets, from ground truth only:
+
+* the bilateral frustum overlap ``(theta_1, theta_2)`` (section 3.1.1, eq. 2)
+  and the frustum distances ``d = 1 - theta`` that ICR regresses (eq. 4);
+* the ORB similarity ``theta'`` used instead where there is no depth (eq. 3);
+* the normalised rotation angle ``alpha`` in [0, 1] (eq. 5, target of eq. 6);
+* an easy / moderate / hard category for the hard-triplet loss (eq. 7);
+* the relative-pose targets ``(delta_t, delta_q)`` of PFR (section 3.2, eq. 8),
+  the anchor pose rebuilt from a relative pose, and the pose distance
+  ``zeta`` of Algorithm 1 used to retrieve the PRP partner.
+
+Image 1 is the anchor and image 2 the other image of the pair throughout.
+Poses are ``T_map_cam`` of the optical frame (``reloc_ros.geometry``), so
+``R`` and ``t`` below are the camera-to-map rotation and the camera position.
+
+Where the paper is open or misprinted, this module reads it as follows.
+
+1. Eq. 2 as printed, ``X'_2 = K (R_2^T R_1 K^-1 X_1 D_1 + t_1 - t_2)``, omits
+   ``R_2^T`` on ``(t_1 - t_2)``; that is not a rigid transform. We implement
+   the correct one, ``X_c2 = R_2^T (R_1 K_1^-1 x D_1(x) + t_1 - t_2)``
+   (camera 1 -> map -> camera 2).
+2. Eq. 2 has one ``K`` for both images; we back-project with ``K1`` and
+   project with ``K2``, so pairs from different cameras or resolutions work.
+3. Eq. 2 leaves ``X'_2`` homogeneous; we divide by its third coordinate and
+   count a point only if it lies in front of camera 2 (``z > 0``). Without
+   that test, a camera turned 180 degrees would "see" every point.
+4. ``D_1(p_y, p_x)`` reuses the principal-point symbols; we read it as the
+   depth at the sampled pixel of ``X_1``, and as z-depth (``K^-1 x`` has
+   ``z = 1``), which is the project's depth convention.
+5. "A uniform grid of 10 x 10 pixels": the centres of a ``grid`` x ``grid``
+   tiling of the image, pixel column ``floor((j + 0.5) * width / grid)``
+   (rows likewise); see :func:`grid_pixels`. Grid pixels without valid depth
+   (0, negative, NaN, inf) are skipped and the ratio is taken over the valid
+   ones; with none valid the overlap is 0.0.
+6. "Inside area of the second image": the projection falls on an existing
+   pixel of image 2. With the project's pixel-centre convention (pixel
+   centres at integer coordinates, ``cx = width / 2 - 0.5`` for a centred
+   camera) that is ``-0.5 <= u < width - 0.5`` and ``-0.5 <= v < height - 0.5``,
+   half a pixel off ``0 <= u < width``.
+7. Occlusion is ignored (the paper does not test it): a point hidden behind
+   another surface in image 2 still counts as overlap.
+8. Eq. 3 thresholds Hamming distances with ``> xi``; since ``theta'`` is a
+   similarity (``d = 1 - theta'``) we count matches *closer* than ``xi``
+   (``distance < xi``), with ``xi = 50`` as in the paper. Matching uses
+   ``cv2.BFMatcher(NORM_HAMMING, crossCheck=True)``; mutual matches form a
+   symmetric set, so the reverse similarity ``theta'_2`` equals ``theta'_1``.
+   The paper's "ORB similarity" is computed on grayscale images.
+9. Eq. 5 as printed, ``arccos(trace(R_1^T R_2 - 1) / 2) / pi``, puts the
+   ``- 1`` inside the trace; we use the rotation angle
+   ``arccos((trace(R_1^T R_2) - 1) / 2) / pi``, clipped to [-1, 1] inside.
+10. Section 3.2: ``delta_t = t_2 - t_1`` is kept as printed, a map-frame
+    difference of camera positions (not expressed in camera 1's frame), so
+    the anchor position is ``t_2 - delta_t``; ``delta_R = R_1^T R_2`` and the
+    anchor orientation is ``R_2 delta_R^-1 = R_1``. ``delta_q`` is the
+    ``(x, y, z, w)`` quaternion of ``delta_R`` with ``w >= 0`` (one target per
+    rotation). A predicted ``delta_q`` is normalised first, as eq. 8 does.
+11. Algorithm 1 step 3, ``norm(||t_hat, t||_2) + 2 arccos(abs(q_hat . q)) / pi``:
+    ``norm(.)`` is read as the plain Euclidean distance in metres, and the
+    second term is the rotation angle divided by pi, in [0, 1]. The two are
+    summed as printed, so 1 m weighs as much as 180 degrees.
+12. Section 3.1.3 divides pairs into easy / moderate / hard "according to
+    their camera frustum overlap as well as their relative rotations and
+    translations" but gives no numbers. We use overlap and rotation only:
+    the bilateral overlap already falls with translation. The defaults are
+    in :class:`PairThresholds`, with the reasons.
+"""
+
+from dataclasses import dataclass
+import math
+
+import cv2
+import numpy as np
+
+from reloc_ros.data.types import Intrinsics
+from reloc_ros.geometry import is_rigid, matrix_to_quat, quat_normalize, quat_to_matrix
+
+GRID = 10
+PAIR_CATEGORIES = ("easy", "moderate", "hard")
+
+
+# --------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------
+
+def _check_pose(T_44: np.ndarray, what: str) -> np.ndarray:
+    T = np.asarray(T_44, dtype=np.float64)
+    if T.shape != (4, 4):
+        raise ValueError(f"{what} must be a 4x4 pose, got shape {T.shape}")
+    if not is_rigid(T):
+        raise ValueError(f"{what} is not a finite rigid transform (orthonormal R, det +1, "
+                         f"last row 0 0 0 1): {T.tolist()}")
+    return T
+
+
+def _check_intrinsics(K: Intrinsics, what: str) -> Intrinsics:
+    if not isinstance(K, Intrinsics):
+        raise ValueError(f"{what} must be reloc_ros.data.types.Intrinsics, got {type(K).__name__}")
+    return K
+
+
+def _check_depth(depth_hw: np.ndarray, K: Intrinsics, what: str) -> np.ndarray:
+    depth = np.asarray(depth_hw)
+    if depth.ndim != 2 or depth.shape != (K.height, K.width):
+        raise ValueError(f"{what} must have shape (height, width) = ({K.height}, {K.width}) "
+                         f"to match its intrinsics, got {depth.shape}")
+    if not np.issubdtype(depth.dtype, np.floating):
+        raise ValueError(f"{what} must hold float metres, got dtype {depth.dtype}")
+    return depth
+
+
+def _check_grid(grid: int) -> int:
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 1:
+        raise ValueError(f"grid must be an integer >= 1, got {grid!r}")
+    return int(grid)
+
+
+def _check_unit(value: float, what: str) -> float:
+    v = float(value)
+    if not math.isfinite(v) or not 0.0 <= v <= 1.0:
+        raise ValueError(f"{what} must be in [0, 1], got {value!r}")
+    return v
+
+
+# --------------------------------------------------------------------------
+# Frustum overlap (eq. 2) and distances (eq. 4)
+# --------------------------------------------------------------------------
+
+def grid_pixels(width: int, height: int, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
+    """Integer (rows, cols) of the grid x grid sample pixels: centres of a uniform tiling."""
+    grid = _check_grid(grid)
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    cols = np.floor((np.arange(grid) + 0.5) * width / grid).astype(np.int64)
+    rows = np.floor((np.arange(grid) + 0.5) * height / grid).astype(np.int64)
+    return rows, cols
+
+
+def frustum_overlap(depth1_hw: np.ndarray, K1: Intrinsics, T_map_cam1: np.ndarray,
+                    K2: Intrinsics, T_map_cam2: np.ndarray, grid: int = GRID) -> float:
+    """One-way overlap theta_1 of eq. 2: share of image 1's valid grid pixels seen by camera 2.
+
+    Grid pixels of image 1 with valid depth are back-projected with ``K1`` and
+    their depth, moved into camera 2 (``X_c2 = R2^T (R1 X_c1 + t1 - t2)``) and
+    projected with ``K2``; a pixel counts when its point is in front of
+    camera 2 and lands on a pixel of image 2. Returns 0.0 without valid depth.
+    """
+    K1 = _check_intrinsics(K1, "K1")
+    K2 = _check_intrinsics(K2, "K2")
+    depth = _check_depth(depth1_hw, K1, "depth1")
+    T1 = _check_pose(T_map_cam1, "T_map_cam1")
+    T2 = _check_pose(T_map_cam2, "T_map_cam2")
+    rows, cols = grid_pixels(K1.width, K1.height, grid)
+    vv, uu = np.meshgrid(rows, cols, indexing="ij")
+    d = depth[vv, uu].astype(np.float64).ravel()
+    valid = np.isfinite(d) & (d > 0)
+    if not np.any(valid):
+        return 0.0
+    u1 = uu.ravel()[valid].astype(np.float64)
+    v1 = vv.ravel()[valid].astype(np.float64)
+    d = d[valid]
+    X_c1 = np.stack([(u1 - K1.cx) / K1.fx * d, (v1 - K1.cy) / K1.fy * d, d], axis=1)
+    R1, t1 = T1[:3, :3], T1[:3, 3]
+    R2, t2 = T2[:3, :3], T2[:3, 3]
+    # Row-vector form of X_c2 = R2^T (R1 X_c1 + t1 - t2).
+    X_c2 = (X_c1 @ R1.T + (t1 - t2)) @ R2
+    z = X_c2[:, 2]
+    in_front = z > 0
+    z_safe = np.where(in_front, z, 1.0)
+    u2 = K2.fx * X_c2[:, 0] / z_safe + K2.cx
+    v2 = K2.fy * X_c2[:, 1] / z_safe + K2.cy
+    inside = (in_front & (u2 >= -0.5) & (u2 < K2.width - 0.5)
+              & (v2 >= -0.5) & (v2 < K2.height - 0.5))
+    return float(np.count_nonzero(inside)) / float(d.size)
+
+
+def bilateral_overlap(depth1: np.ndarray, K1: Intrinsics, T1: np.ndarray, depth2: np.ndarray,
+                      K2: Intrinsics, T2: np.ndarray, grid: int = GRID) -> tuple[float, float]:
+    """(theta_1, theta_2): image 1 seen by camera 2, and image 2 seen by camera 1."""
+    return (frustum_overlap(depth1, K1, T1, K2, T2, grid),
+            frustum_overlap(depth2, K2, T2, K1, T1, grid))
+
+
+def frustum_distances(depth1: np.ndarray, K1: Intrinsics, T1: np.ndarray, depth2: np.ndarray,
+                      K2: Intrinsics, T2: np.ndarray, grid: int = GRID) -> tuple[float, float]:
+    """(d1, d2) = (1 - theta_1, 1 - theta_2), the regression targets of eq. 4."""
+    theta_1, theta_2 = bilateral_overlap(depth1, K1, T1, depth2, K2, T2, grid)
+    return 1.0 - theta_1, 1.0 - theta_2
+
+
+# --------------------------------------------------------------------------
+# ORB similarity (eq. 3)
+# --------------------------------------------------------------------------
+
+def _to_gray(img: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(img)
+    if a.dtype != np.uint8:
+        raise ValueError(f"{what} must be uint8, got dtype {a.dtype}")
+    if a.ndim == 3 and a.shape[2] == 3:
+        return cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_RGB2GRAY)
+    if a.ndim == 2:
+        return np.ascontiguousarray(a)
+    raise ValueError(f"{what} must be RGB (H, W, 3) or grayscale (H, W), got shape {a.shape}")
+
+
+def orb_similarity(img1: np.ndarray, img2: np.ndarray, xi: float = 50.0, n_features: int = 500) -> float:
+    """ORB similarity theta' of eq. 3: share of mutual matches with Hamming distance < ``xi``.
+
+    Returns 0.0 when either image has no ORB keypoints or nothing matches.
+    """
+    g1 = _to_gray(img1, "img1")
+    g2 = _to_gray(img2, "img2")
+    if not math.isfinite(float(xi)) or xi < 0:
+        raise ValueError(f"xi must be a finite Hamming distance >= 0, got {xi!r}")
+    if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features < 1:
+        raise ValueError(f"n_features must be an integer >= 1, got {n_features!r}")
+    orb = cv2.ORB_create(nfeatures=int(n_features))
+    _, desc1 = orb.detectAndCompute(g1, None)
+    _, desc2 = orb.detectAndCompute(g2, None)
+    if desc1 is None or desc2 is None or len(desc1) == 0 or len(desc2) == 0:
+        return 0.0
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(desc1, desc2)
+    if not matches:
+        return 0.0
+    close = sum(1 for m in matches if m.distance < xi)
+    return close / len(matches)
+
+
+# --------------------------------------------------------------------------
+# Rotation angle (eq. 5), relative pose (section 3.2), pose distance (Alg. 1)
+# --------------------------------------------------------------------------
+
+def rotation_angle(T1: np.ndarray, T2: np.ndarray) -> float:
+    """Alpha of eq. 5: the relative rotation angle divided by pi, in [0, 1]."""
+    R1 = _check_pose(T1, "T1")[:3, :3]
+    R2 = _check_pose(T2, "T2")[:3, :3]
+    cos = (np.trace(R1.T @ R2) - 1.0) / 2.0
+    return float(np.arccos(np.clip(cos, -1.0, 1.0)) / np.pi)
+
+
+def relative_pose_targets(T1: np.ndarray, T2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """PFR targets of eq. 8: ``delta_t = t2 - t1`` (map frame, m), ``delta_q`` of ``R1^T R2``.
+
+    ``delta_q`` is ``(x, y, z, w)`` with ``w >= 0``.
+    """
+    T1 = _check_pose(T1, "T1")
+    T2 = _check_pose(T2, "T2")
+    delta_t = T2[:3, 3] - T1[:3, 3]
+    delta_q = matrix_to_quat(T1[:3, :3].T @ T2[:3, :3])
+    return delta_t, delta_q
+
+
+def anchor_from_relative(T2: np.ndarray, delta_t: np.ndarray, delta_q: np.ndarray) -> np.ndarray:
+    """Anchor pose from image 2's pose and a relative pose (section 3.2), 4x4.
+
+    Position ``t2 - delta_t``, orientation ``R2 delta_R^-1``; ``delta_q`` is
+    normalised first, so raw network outputs are accepted.
+    """
+    T2 = _check_pose(T2, "T2")
+    dt = np.asarray(delta_t, dtype=np.float64)
+    if dt.shape != (3,) or not np.all(np.isfinite(dt)):
+        raise ValueError(f"delta_t must be 3 finite numbers, got {np.asarray(delta_t).tolist()} "
+                         f"of shape {dt.shape}")
+    dq = np.asarray(delta_q, dtype=np.float64)
+    if dq.shape != (4,):
+        raise ValueError(f"delta_q must be a quaternion (x, y, z, w) of shape (4,), got shape {dq.shape}")
+    dR = quat_to_matrix(quat_normalize(dq, "delta_q"))
+    T = np.eye(4)
+    T[:3, :3] = T2[:3, :3] @ dR.T
+    T[:3, 3] = T2[:3, 3] - dt
+    return T
+
+
+def pose_distance(T_est: np.ndarray, T_db_n44: np.ndarray) -> np.ndarray:
+    """Zeta of Algorithm 1 step 3 against every database pose, shape (n,).
+
+    ``||t_est - t||_2 + 2 arccos(|q_est . q|) / pi``: metres plus the rotation
+    angle over pi (0 for the same orientation, 1 for 180 degrees apart).
+    """
+    T_est = _check_pose(T_est, "T_est")
+    T_db = np.asarray(T_db_n44, dtype=np.float64)
+    if T_db.ndim != 3 or T_db.shape[1:] != (4, 4):
+        raise ValueError(f"T_db_n44 must have shape (n, 4, 4), got {T_db.shape}")
+    if T_db.shape[0] == 0:
+        raise ValueError("T_db_n44 is empty: the database needs at least one pose")
+    if not is_rigid(T_db):
+        raise ValueError("T_db_n44 holds a pose that is not a finite rigid transform")
+    dist_t = np.linalg.norm(T_db[:, :3, 3] - T_est[:3, 3], axis=1)
+    q_est = matrix_to_quat(T_est[:3, :3])
+    q_db = matrix_to_quat(T_db[:, :3, :3])
+    dot = np.clip(np.abs(q_db @ q_est), 0.0, 1.0)
+    return dist_t + 2.0 * np.arccos(dot) / np.pi
+
+
+# --------------------------------------------------------------------------
+# Easy / moderate / hard pairs (section 3.1.3)
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PairThresholds:
+    """Where easy, moderate and hard pairs split; the paper gives no numbers.
+
+    * easy: ``min(theta_1, theta_2) >= easy_min_overlap`` and relative
+      rotation ``<= easy_max_angle_deg``. With half of each view seen by the
+      other camera and at most 30 degrees of turn, the pair shares most of
+      its content under a mild change of viewpoint: the pairs that relative
+      pose regression handles best, which the triplet loss should pull
+      closest. Taking the *minimum* keeps out pairs where one camera, far
+      behind, sees all of the other's view but not the reverse.
+    * hard: ``max(theta_1, theta_2) < hard_max_overlap`` or rotation
+      ``>= hard_min_angle_deg``. Under a fifth of either view in common leaves
+      little to match; at 90 degrees or more the views are across or opposite,
+      the case section 3.1 names as hard despite large frustum overlap.
+    * moderate: everything else.
+
+    ``hard_max_overlap <= easy_min_overlap`` and
+    ``easy_max_angle_deg < hard_min_angle_deg`` keep the classes disjoint.
+    With ORB similarity in place of overlap (no depth), other overlap
+    thresholds may suit: the values are configurable for that.
+    """
+
+    easy_min_overlap: float = 0.5
+    easy_max_angle_deg: float = 30.0
+    hard_max_overlap: float = 0.2
+    hard_min_angle_deg: float = 90.0
+
+    def __post_init__(self) -> None:
+        for name in ("easy_min_overlap", "hard_max_overlap"):
+            _check_unit(getattr(self, name), name)
+        for name in ("easy_max_angle_deg", "hard_min_angle_deg"):
+            v = float(getattr(self, name))
+            if not math.isfinite(v) or not 0.0 <= v <= 180.0:
+                raise ValueError(f"{name} must be in [0, 180] degrees, got {getattr(self, name)!r}")
+        if self.hard_max_overlap > self.easy_min_overlap:
+            raise ValueError(f"hard_max_overlap ({self.hard_max_overlap}) must not exceed "
+                             f"easy_min_overlap ({self.easy_min_overlap})")
+        if self.easy_max_angle_deg >= self.hard_min_angle_deg:
+            raise ValueError(f"easy_max_angle_deg ({self.easy_max_angle_deg}) must be below "
+                             f"hard_min_angle_deg ({self.hard_min_angle_deg})")
+
+
+def categorize_pair(theta_1: float, theta_2: float, angle_deg: float,
+                    thresholds: PairThresholds = PairThresholds()) -> str:
+    """Category of a pair, one of ``PAIR_CATEGORIES``.
+
+    ``angle_deg`` is the relative rotation in degrees, ``180 * rotation_angle(T1, T2)``.
+    """
+    t1 = _check_unit(theta_1, "theta_1")
+    t2 = _check_unit(theta_2, "theta_2")
+    angle = float(angle_deg)
+    if not math.isfinite(angle) or not 0.0 <= angle <= 180.0:
+        raise ValueError(f"angle_deg must be in [0, 180], got {angle_deg!r}")
+    if min(t1, t2) >= thresholds.easy_min_overlap and angle <= thresholds.easy_max_angle_deg:
+        return "easy"
+    if max(t1, t2) < thresholds.hard_max_overlap or angle >= thresholds.hard_min_angle_deg:
+        return "hard"
+    return "moderate"
