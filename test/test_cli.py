@@ -91,26 +91,26 @@ def test_bench_quick_writes_json(tmp_path):
     assert data["synthetic_render"]["160x120"]["frames_per_s_median"] > 0
 
 
-def test_bench_apr_quick_writes_tables(tmp_path):
-    out, md = tmp_path / "apr.json", tmp_path / "apr.md"
-    res = subprocess.run([sys.executable, "-m", "reloc_ros.cli", "-q", "bench", "--suite", "apr", "--quick",
-                          "--json", str(out), "--markdown", str(md)], capture_output=True, text=True, timeout=900)
+def _bench_quick(tmp_path, suite):
+    """Run ``reloc-ros bench --suite SUITE --quick`` in a fresh process; return (results dict, markdown text)."""
+    out, md = tmp_path / f"{suite}.json", tmp_path / f"{suite}.md"
+    res = subprocess.run([sys.executable, "-m", "reloc_ros.cli", "-q", "bench", "--suite", suite, "--quick",
+                          "--json", str(out), "--markdown", str(md)], capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
-    data = json.loads(out.read_text())
+    return json.loads(out.read_text()), md.read_text()
+
+
+def test_bench_apr_quick_writes_tables(tmp_path):
+    data, table = _bench_quick(tmp_path, "apr")
     variants = [r["variant"] for r in data["accuracy"]["rows"]]
     assert len(variants) == 7 and variants[-1].startswith("mean-pose baseline")
     assert {r["backbone"] for r in data["speed"]} == {"resnet18", "resnet34"}
     assert all(r["export_latency_ms_median"] > 0 for r in data["speed"])
-    table = md.read_text()
     assert "| LRF-PoseNet (resize + LSTM) |" in table and "resnet34" in table
 
 
 def test_bench_runtime_quick_measures_every_stage_and_drops_stale_frames(tmp_path):
-    out, md = tmp_path / "runtime.json", tmp_path / "runtime.md"
-    res = subprocess.run([sys.executable, "-m", "reloc_ros.cli", "-q", "bench", "--suite", "runtime", "--quick",
-                          "--json", str(out), "--markdown", str(md)], capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
-    data = json.loads(out.read_text())
+    data, table = _bench_quick(tmp_path, "runtime")
     assert [r["backend"] for r in data["latency"]][:2] == ["torchscript", "onnx"]
     for row in data["latency"]:
         m = row["median_ms"]
@@ -120,15 +120,11 @@ def test_bench_runtime_quick_measures_every_stage_and_drops_stale_frames(tmp_pat
     # 100 frames/s of input is more than a 224x224 ResNet-18 infers on a CPU: the worker drops, never queues.
     assert mem["submitted"] == mem["bag_frames"] * mem["passes"]
     assert mem["processed"] + mem["dropped"] == mem["submitted"] and mem["dropped"] > 0
-    assert "| torchscript / cpu |" in md.read_text()
+    assert "| torchscript / cpu |" in table
 
 
 def test_bench_full_quick_measures_every_method(tmp_path):
-    out, md = tmp_path / "results.json", tmp_path / "results.md"
-    res = subprocess.run([sys.executable, "-m", "reloc_ros.cli", "-q", "bench", "--suite", "full", "--quick",
-                          "--json", str(out), "--markdown", str(md)], capture_output=True, text=True, timeout=1200)
-    assert res.returncode == 0, res.stderr[-3000:]
-    data = json.loads(out.read_text())
+    data, table = _bench_quick(tmp_path, "full")
     rows = {r["method"]: r for r in data["scenes"]["room"]}
     assert set(rows) == {"mean-pose baseline", "nearest-neighbour retrieval",
                          "ORB + depth + PnP RANSAC (geometric reference)", "PoseNet", "LRF-PoseNet"}
@@ -141,4 +137,4 @@ def test_bench_full_quick_measures_every_method(tmp_path):
         assert r["train_seconds"] > 0 and r["model_mb"] > 1 and r["latency_ms_cpu"] > 0 and r["memory_mb"] > 0
         assert 0 <= r["calibration"]["translation"]["within_2sigma"] <= 1
     assert [r["mapping_frames"] for r in data["scaling"]["mapping_size"]] == [300, 3000]
-    assert "| nearest-neighbour retrieval |" in md.read_text()
+    assert "| nearest-neighbour retrieval |" in table
