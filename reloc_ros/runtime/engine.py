@@ -43,7 +43,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -353,8 +353,6 @@ class WorkerStats:
     dropped: int = 0
     failed: int = 0
     last_error: str = ""
-    busy_s: float = 0.0
-    extra: dict = field(default_factory=dict)
 
 
 class LatestFrameWorker:
@@ -406,7 +404,6 @@ class LatestFrameWorker:
                     return
                 item, self._pending, self._has_pending = self._pending, None, False
                 self._idle = False
-            t0 = time.perf_counter()
             try:
                 self._process(item)
                 self.stats.processed += 1
@@ -417,8 +414,6 @@ class LatestFrameWorker:
                     self._on_error(e, item)
                 else:
                     logger.warning("frame failed: %s", self.stats.last_error)
-            finally:
-                self.stats.busy_s += time.perf_counter() - t0
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until nothing is pending or running; return False on timeout."""
