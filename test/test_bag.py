@@ -185,6 +185,14 @@ def test_aligned_depth_and_misaligned_depth(tmp_path, typestore):
     path2 = write_rosbag2(tmp_path / "b2", typestore, sorted(msgs + wrong, key=lambda m: m[2]))
     with pytest.raises(ValueError, match="depth on '/depth' is 16x12 but the colour images are 32x24"):
         read_bag_dataset(path2, BagSource(depth_topic="/depth"))
+    # Same size, but in the depth sensor's own frame: not registered to colour.
+    other = [("/depth", "sensor_msgs/msg/Image", t,
+              c.make_image_msg(typestore.types, np.ones((24, 32), np.float32), "32FC1", t, "depth_optical_frame"))
+             for _, _, t, _ in imgs]
+    path3 = write_rosbag2(tmp_path / "b3", typestore, sorted(msgs + other, key=lambda m: m[2]))
+    with pytest.raises(ValueError, match="depth on '/depth' is in frame 'depth_optical_frame' but the colour "
+                                         "images are in 'camera_optical_frame'"):
+        read_bag_dataset(path3, BagSource(depth_topic="/depth"))
 
 
 def test_corrupt_and_missing_bags(tmp_path, robot_bag):

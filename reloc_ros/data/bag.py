@@ -86,9 +86,14 @@ class BagSource:
 
 
 def bag_source_from_metadata(meta: dict) -> BagSource:
-    """Return the bag options a model was trained with (``meta['bag_source']``); defaults where absent."""
+    """Return the bag options a model was trained with (``meta['bag_source']``); defaults where absent.
+
+    Without the depth topic: depth only labels training pairs (CamNet), and a
+    query bag need not have it.
+    """
     trained = meta.get("bag_source") or {}
-    return BagSource(**{f.name: trained[f.name] for f in fields(BagSource) if f.name in trained})
+    return BagSource(**{f.name: trained[f.name] for f in fields(BagSource) if f.name in trained and
+                        f.name != "depth_topic"})
 
 
 # ---------------------------------------------------------------------------
@@ -391,7 +396,8 @@ def _read(bag: Bag, source: BagSource, load_images: bool, image_size: tuple[int,
     if source.camera_frame is None and len(frame_ids) > 1:
         raise ValueError(f"images on '{image_topic}' have several frame ids ({', '.join(sorted(frame_ids))}); "
                          "choose one with --camera-frame")
-    camera_frame = source.camera_frame or frame_ids.pop()
+    image_frames = sorted(frame_ids)
+    camera_frame = source.camera_frame or image_frames[0]
     if np.any(np.diff(stamps_arr) < 0):
         log.warning("%s: image stamps are not monotonic; frames are ordered by stamp", image_topic)
 
@@ -420,8 +426,9 @@ def _read(bag: Bag, source: BagSource, load_images: bool, image_size: tuple[int,
     order = order[np.argsort(stamps_arr[order], kind="stable")]
     depths = None
     if depth_topic is not None and load_images:
+        colour_frame = image_frames[0] if len(image_frames) == 1 else None
         depths, order = _aligned_depth(depth_by_stamp, stamps_arr, order, native_size, image_size, mode,
-                                       depth_topic, skipped)
+                                       depth_topic, skipped, colour_frame)
     if len(order) == 0:
         raise RelocError(f"no posed frames in bag {bag.name} on '{image_topic}' "
                          f"(map frame '{source.map_frame}', camera frame '{camera_frame}'): {skipped}")
@@ -451,7 +458,7 @@ def _intrinsics(bag: Bag, image_topic: str, native_size: tuple[int, int] | None,
 
 def _aligned_depth(depth_by_stamp: dict[int, object], stamps: np.ndarray, order: np.ndarray,
                    native_size: tuple[int, int] | None, image_size: tuple[int, int] | None, mode: str, topic: str,
-                   skipped: SkipReport) -> tuple[np.ndarray, np.ndarray]:
+                   skipped: SkipReport, colour_frame: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Depth (metres, NaN invalid) for each kept frame; frames without one are skipped."""
     keep, depths = [], []
     for i in order:
@@ -459,6 +466,11 @@ def _aligned_depth(depth_by_stamp: dict[int, object], stamps: np.ndarray, order:
         if msg is None:
             skipped.add(SKIP_NO_DEPTH)
             continue
+        depth_frame = msg.header.frame_id.lstrip("/")
+        if colour_frame is not None and depth_frame != colour_frame:
+            raise ValueError(f"depth on '{topic}' is in frame '{depth_frame}' but the colour images are in "
+                             f"'{colour_frame}': depth must be aligned (registered) to colour, e.g. a driver's "
+                             f"aligned_depth_to_color topic")
         d = conversions.depth_to_metres(msg)
         if native_size is not None and (d.shape[1], d.shape[0]) != native_size:
             raise ValueError(f"depth on '{topic}' is {d.shape[1]}x{d.shape[0]} but the colour images are "
