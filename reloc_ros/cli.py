@@ -97,10 +97,10 @@ def bag_source_from_args(args: argparse.Namespace, trained_with: dict | None = N
     """Build the BagSource from the options; those left out (None) come from ``trained_with``."""
     from dataclasses import asdict
 
-    from reloc_ros.data.bag import BagSource
+    from reloc_ros.data.bag import BagSource, bag_source_from_metadata
 
     values = asdict(BagSource())
-    values.update(trained_with or {})
+    values.update(asdict(bag_source_from_metadata({"bag_source": trained_with or {}})))  # never the depth topic
     for opt, field_name in _SOURCE_OPTIONS.items():
         v = getattr(args, opt)
         if v is not None:  # None: left out (every BagSource default that is not None is an argparse default too)
@@ -145,7 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     in ``--out`` from an earlier run are reused.
     """
     from reloc_ros.data.bag import BagSource, read_bag_dataset
-    from reloc_ros.data.synth import make_run, write_synthetic_bag
+    from reloc_ros.data.synth import DEPTH_TOPIC, make_run, write_synthetic_bag
     from reloc_ros.data.types import write_tum
     from reloc_ros.plots import plot_topdown
     from reloc_ros.runtime.replay import replay
@@ -177,8 +177,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if model.exists():
         log.info("reusing %s (delete it to train again)", model)
     else:
-        cfg = TrainConfig(model=args.model, input_size=args.input_size, epochs=args.epochs, batch_size=16, lr=1e-3)
-        train([out / "mapping_bag"], BagSource(), cfg, model, resume=checkpoint_path_for(model).exists(),
+        camnet = args.model == "camnet"
+        cfg = TrainConfig(model=args.model, input_size=args.input_size, epochs=args.epochs, batch_size=16,
+                          lr=None if camnet else 1e-3, backbone="resnet18" if camnet else None)
+        # CamNet labels its training pairs by frustum overlap, from the mapping bag's depth.
+        source = BagSource(depth_topic=DEPTH_TOPIC if camnet else None)
+        train([out / "mapping_bag"], source, cfg, model, resume=checkpoint_path_for(model).exists(),
               cache_dir=out / "cache", progress=not args.quiet)
     # The query bag goes through the relocalizer exactly as the node would run it (reloc-ros replay).
     relocalized = out / "relocalized_bag"
@@ -210,7 +214,9 @@ def train_config_from_args(args: argparse.Namespace):
     return TrainConfig(model=args.model, backbone=args.backbone, head=args.head, preprocessing=args.preprocessing,
                        input_size=args.input_size, loss=args.loss, beta=args.beta, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, dropout=args.dropout, val_fraction=args.val_fraction,
-                       augment=not args.no_augment, seed=args.seed, backbone_weights=args.backbone_weights)
+                       augment=not args.no_augment, seed=args.seed, backbone_weights=args.backbone_weights,
+                       similarity=args.similarity, keyframe_distance=args.keyframe_distance,
+                       retrieval_k=args.retrieval_k, optimizer=args.optimizer)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -319,6 +325,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         results = run_full_benchmark(quick=args.quick, progress=not args.quiet)
         markdown = markdown_table(results)
+    elif args.suite == "camnet":
+        from reloc_ros.bench_camnet import markdown_table, run_camnet_benchmark
+
+        results = run_camnet_benchmark(quick=args.quick, progress=not args.quiet)
+        markdown = markdown_table(results)
     elif args.suite == "runtime":
         from reloc_ros.bench_runtime import markdown_table, run_runtime_benchmark
 
@@ -339,7 +350,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
-    from reloc_ros.training.trainer import LOSSES, MODELS, TrainConfig
+    from reloc_ros.training.trainer import LOSSES, MODELS, OPTIMIZERS, SIMILARITIES, TrainConfig
 
     d = TrainConfig()
     p.add_argument("bags", nargs="*", type=Path, help="bag(s) of the mapping run")
@@ -351,7 +362,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=parse_size, default=d.input_size, metavar="WxH",
                    help=f"network input (default: {d.input_size[0]}x{d.input_size[1]})")
     p.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default=d.backbone,
-                   help=f"default: {d.backbone}")
+                   help="default: resnet18 for the APRs, resnet34 for camnet")
     p.add_argument("--backbone-weights", help="torchvision ImageNet state_dict (.pth) to start from")
     p.add_argument("--head", choices=("fc", "lstm"), help="default: fc for posenet, lstm for lrf-posenet")
     p.add_argument("--preprocessing", choices=("crop", "resize"),
@@ -359,7 +370,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=LOSSES, default=d.loss, help=f"default: {d.loss}")
     p.add_argument("--beta", type=float, help="rotation weight of the beta/geometric losses (default: the loss's)")
     p.add_argument("--batch-size", type=_positive_int, default=d.batch_size, help=f"default: {d.batch_size}")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default: {d.lr})")
+    p.add_argument("--lr", type=float, default=d.lr,
+                   help="learning rate (default: Adam 5e-4 for the APRs; SGD with the poly schedule from 0.01 "
+                        "for camnet, as its paper)")
     p.add_argument("--dropout", type=float, default=d.dropout, help=f"default: {d.dropout}")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help=f"share of contiguous time blocks held out (default: {d.val_fraction})")
@@ -370,6 +383,17 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="decoded-frame cache (default: ~/.cache/reloc_ros)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--onnx", action="store_true", help="also export OUT.onnx, checked against the TorchScript")
+    g = p.add_argument_group("camnet")
+    g.add_argument("--similarity", choices=SIMILARITIES, default=d.similarity,
+                   help="pair overlap for the retrieval losses: frustum (needs --depth-topic), orb, or auto "
+                        "(frustum with depth) (default: auto)")
+    g.add_argument("--keyframe-distance", type=float, default=d.keyframe_distance, metavar="ZETA",
+                   help="database key frames at least this far apart, in metres + angle/pi; 0 keeps every "
+                        f"training frame (default: {d.keyframe_distance})")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                   help="sgd (momentum 0.9, poly schedule; the paper's, and the default) or adam")
+    g.add_argument("--retrieval-k", type=_positive_int, default=d.retrieval_k,
+                   help=f"key frames retrieved per query (default: {d.retrieval_k}, as the paper)")
 
 
 def _add_report_args(p: argparse.ArgumentParser) -> None:
@@ -439,19 +463,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_positive_int, default=300, help="mapping frames; query gets half (default: 300)")
     p.add_argument("--size", type=parse_size, default=(160, 120), metavar="WxH", help="image size (default: 160x120)")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
-    p.add_argument("--model", choices=("posenet", "lrf-posenet"), default="posenet", help="default: posenet")
+    p.add_argument("--model", choices=("posenet", "lrf-posenet", "camnet"), default="posenet",
+                   help="default: posenet (camnet trains with a ResNet-18 here, for time)")
     p.add_argument("--epochs", type=_positive_int, default=20, help="default: 20 (more is more accurate)")
     p.add_argument("--input-size", type=parse_size, default=(80, 80), metavar="WxH",
                    help="network input (default: 80x80, small for CPUs)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks: data throughput, or the APR comparison and speed")
-    p.add_argument("--suite", choices=("data", "apr", "runtime", "full"), default="data",
+    p.add_argument("--suite", choices=("data", "apr", "runtime", "full", "camnet"), default="data",
                    help="data: bag decode + TF and rendering (default); apr: the seeds' comparison on the "
                         "synthetic scene plus training/inference speed; runtime: message-to-pose latency by "
                         "stage, sustained rate and memory under a 10x replay; full: every method (learned, "
-                        "geometric reference, baselines) on two scenes with cost and scaling")
-    p.add_argument("--markdown", type=Path, help="write the apr / runtime / full tables (markdown) here")
+                        "geometric reference, baselines) on two scenes with cost and scaling; camnet: CamNet's "
+                        "ablation (seed 001 Table 2) beside the APRs, latency by stage and against database size")
+    p.add_argument("--markdown", type=Path, help="write the apr / runtime / full / camnet tables (markdown) here")
     p.add_argument("--frames", type=_positive_int, default=300, help="frames per measurement (default: 300)")
     p.add_argument("--quick", action="store_true", help="fewer frames, for a smoke run")
     p.add_argument("--json", type=Path, help="also write the results here")

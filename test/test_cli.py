@@ -138,3 +138,17 @@ def test_bench_full_quick_measures_every_method(tmp_path):
         assert 0 <= r["calibration"]["translation"]["within_2sigma"] <= 1
     assert [r["mapping_frames"] for r in data["scaling"]["mapping_size"]] == [300, 3000]
     assert "| nearest-neighbour retrieval |" in table
+
+
+def test_bench_camnet_quick_runs_the_ablation_and_the_scaling(tmp_path):
+    data, table = _bench_quick(tmp_path, "camnet")
+    methods = [r["method"] for r in data["ablation"]]
+    assert methods[:2] == ["PoseNet", "LRF-PoseNet"] and len(methods) == 12  # 2 APRs, 2 CamNets x 5 stages
+    assert methods[2] == "CamNet: retrieval only (nearest key frame)" and methods[7].startswith("CamNet-ORB:")
+    assert all(r["median_translation_m"] >= 0 and r["train_seconds"] > 0 for r in data["ablation"])
+    assert data["camnet"]["CamNet"]["database"]["keyframes"] > 0
+    lat = data["stage_latency"][0]
+    assert all(lat[s] > 0 for s in ("encoder", "retrieval", "pfr", "re_retrieval", "prp", "fusion", "whole_frame"))
+    db = data["database_scaling"]
+    assert [r["keyframes"] for r in db] == [1000, 10000] and db[1]["database_mb"] > 5 * db[0]["database_mb"]
+    assert "| CamNet: full (+ 2 previous frames, the runtime) |" in table

@@ -119,7 +119,7 @@ def test_trainer_defaults_agree_with_the_trainer_and_cli():
 
     d, by = TrainConfig(), P.spec_by_name(P.TRAINER_PARAMS)
     assert P.TRAIN_MODELS == tuple(MODELS)
-    assert by["model"].default == d.model and by["backbone"].default == d.backbone
+    assert by["model"].default == d.model and (by["backbone"].default or None) == d.backbone
     assert by["epochs"].default == d.epochs and by["batch_size"].default == d.batch_size
     assert tuple(by["input_size"].default) == tuple(d.input_size)
     assert by["map_frame"].default == BagSource().map_frame
@@ -306,8 +306,8 @@ def test_trainer_options_errors(tmp_path):
     bad.write_text("epoch: 3\n")
     with pytest.raises(ValueError, match=r"unknown option 'epoch'"):
         P.trainer_options({**base, "config_file": str(bad)})
-    with pytest.raises(ValueError, match=r"'model' = 'camnet' .* posenet, lrf-posenet"):
-        P.trainer_options({**base, "model": "camnet"})
+    with pytest.raises(ValueError, match=r"'model' = 'pmnet' .* posenet, lrf-posenet, camnet"):
+        P.trainer_options({**base, "model": "pmnet"})
     with pytest.raises(ValueError, match=r"'batch_size' = 1 .* \[2, 100000\]"):
         P.trainer_options({**base, "batch_size": 1})
     with pytest.raises(ValueError, match=r"'input_size' = \[64\] .* \[width, height\]"):

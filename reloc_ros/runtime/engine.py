@@ -116,6 +116,9 @@ class _TorchScriptBackend:
         if want_auto and self.device.type == "cpu":
             logger.warning("device 'auto': no CUDA device available, running on the CPU")
         self.module, self.meta = load_model(path, self.device)
+        self.camnet = self.meta.get("model_kind") == "camnet"
+        if self.camnet and not callable(getattr(self.module, "hypotheses", None)):
+            raise RelocError(f"model file '{path}' says it is a CamNet but has no hypotheses() entry point")
         self.mc = "mc_dropout" in self.meta and callable(getattr(self.module, "sample", None))
         self._torch = torch
 
@@ -132,6 +135,9 @@ class _OnnxBackend:
         from reloc_ros.training.export import ONNX_MC_OUTPUTS, _import_onnx, read_onnx_metadata
 
         self.meta = read_onnx_metadata(path)
+        if self.meta.get("model_kind") == "camnet":
+            raise ValueError(f"'{path}' is a CamNet model: CamNet runs with the TorchScript backend only")
+        self.camnet = False
         _, ort = _import_onnx(runtime_only=True)
         providers = ["CPUExecutionProvider"]
         available = ort.get_available_providers()
@@ -205,6 +211,7 @@ class Relocalizer:
         self._setup_uncertainty(samples, seed)
         for _ in range(max(0, int(warmup))):  # the whole path: first calls of torch, OpenCV and SciPy are slow
             self.relocalize(np.zeros((self.input_size[1], self.input_size[0], 3), np.uint8))
+        self.reset_sequence()
         logger.info("loaded %s", self.describe())
 
     # -- set-up -------------------------------------------------------------
@@ -212,6 +219,21 @@ class Relocalizer:
     def _setup_uncertainty(self, samples: int | None, seed: int) -> None:
         unc = self.metadata.get("uncertainty") or {}
         self._keep: np.ndarray | None = None
+        self._sequence = None
+        if self._backend.camnet:
+            from reloc_ros.runtime.camnet_runtime import SequenceState
+
+            self._sequence = SequenceState()
+            self._constant_cov = None
+            if "calibration" in unc:
+                self.calibration = U.Calibration.from_dict(unc["calibration"])
+                self.uncertainty = f"spread of the consensus hypotheses, calibrated on {self.calibration.frames} frames"
+            else:
+                logger.warning("model '%s' has no covariance calibration: the raw hypothesis spread is published "
+                               "and is probably over-confident", self.model_path)
+                self.calibration = U.Calibration()
+                self.uncertainty = "spread of the consensus hypotheses, uncalibrated"
+            return
         if self._backend.mc:
             n = int(samples if samples is not None else unc.get("samples", U.DEFAULT_SAMPLES))
             if n < 2:
@@ -292,6 +314,8 @@ class Relocalizer:
         if not x.flags.writeable:  # a zero-copy view of a message buffer: torch wants memory it may write
             x = x.copy()
         t1 = time.perf_counter()
+        if self._sequence is not None:
+            return self._relocalize_camnet(np.ascontiguousarray(x), stamps, timings_ms, t1)
         out = self._infer(np.ascontiguousarray(x))
         t2 = time.perf_counter()
         results: list[Estimate | NoEstimate] = []
@@ -314,10 +338,44 @@ class Relocalizer:
                 T, hyp = make_pose(t_3, q_4), np.zeros((0, 4, 4))
             results.append(Estimate(stamp, T, cov, U.confidence(cov, self.tolerance), hyp, {}, self.map_frame,
                                     self.camera_frame))
-        t3 = time.perf_counter()
-        n = max(len(x), 1)
-        base = {"decode": 0.0, "preprocess": 0.0, **(timings_ms or {}),
-                "inference": (t2 - t1) * 1e3 / n, "postprocess": (t3 - t2) * 1e3 / n}
+        return self._with_timings(results, timings_ms, (t2 - t1) * 1e3 / max(len(x), 1),
+                                  (time.perf_counter() - t2) * 1e3 / max(len(x), 1))
+
+    def _relocalize_camnet(self, x_bhw3: np.ndarray, stamps: list[int], timings_ms: Mapping[str, float] | None,
+                           t1: float) -> list[Estimate | NoEstimate]:
+        """CamNet: frames one by one in order, the previous ones as sequence hypotheses (camnet_runtime)."""
+        from reloc_ros.runtime.camnet_runtime import run_frame
+
+        torch = self._backend._torch
+        results: list[Estimate | NoEstimate] = []
+        post_s = 0.0
+        for i, stamp in enumerate(stamps):
+            with self._lock:
+                r = run_frame(self._backend.module, torch.from_numpy(x_bhw3[i:i + 1]), stamp, self._sequence)
+            t_post = time.perf_counter()
+            if not (np.isfinite(r.T_map_cam).all() and np.isfinite(r.raw_covariance).all()):
+                results.append(NoEstimate(f"model output is not finite (NaN/inf) for the frame at "
+                                          f"{stamp * 1e-9:.3f} s"))
+                continue
+            cov = self.calibration.apply(r.raw_covariance)
+            results.append(Estimate(stamp, r.T_map_cam, cov, U.confidence(cov, self.tolerance),
+                                    r.hypotheses[:self.max_hypotheses], {}, self.map_frame, self.camera_frame))
+            post_s += time.perf_counter() - t_post
+        n = max(len(x_bhw3), 1)
+        infer_ms = ((time.perf_counter() - t1) - post_s) * 1e3 / n
+        return self._with_timings(results, timings_ms, infer_ms, post_s * 1e3 / n)
+
+    def reset_sequence(self) -> None:
+        """Forget the previous frames (CamNet's sequence hypotheses); e.g. after the robot was carried away."""
+        if self._sequence is not None:
+            with self._lock:
+                self._sequence.clear()
+
+    @staticmethod
+    def _with_timings(results: list[Estimate | NoEstimate], timings_ms: Mapping[str, float] | None,
+                      inference_ms: float, postprocess_ms: float) -> list[Estimate | NoEstimate]:
+        base = {"decode": 0.0, "preprocess": 0.0, **(timings_ms or {}), "inference": inference_ms,
+                "postprocess": postprocess_ms}
         base["total"] = sum(base[k] for k in STAGES)
         for est in results:
             if isinstance(est, Estimate):

@@ -272,7 +272,7 @@ RELOCALIZATION_PARAMS: tuple[ParamSpec, ...] = (
 )
 """Parameters of ``relocalization_node`` (defaults: ``config/relocalize.yaml``). All are read at configure."""
 
-TRAIN_MODELS = ("posenet", "lrf-posenet")
+TRAIN_MODELS = ("posenet", "lrf-posenet", "camnet")
 BACKBONES = ("resnet18", "resnet34", "resnet50")
 
 TRAINER_PARAMS: tuple[ParamSpec, ...] = (
@@ -288,9 +288,11 @@ TRAINER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("pose_topic", "", "Ground truth from this PoseStamped / PoseWithCovarianceStamped / Odometry / "
               "TransformStamped topic instead of TF; '' = TF.", read_only=True),
     ParamSpec("depth_topic", "", "Aligned depth image topic; '' = none.", read_only=True),
-    ParamSpec("model", "posenet", "Model: posenet (Kendall et al.) or lrf-posenet (whole image, directional "
-              "LSTMs).", read_only=True, choices=TRAIN_MODELS),
-    ParamSpec("backbone", "resnet18", "ResNet backbone.", read_only=True, choices=BACKBONES),
+    ParamSpec("model", "posenet", "Model: posenet (Kendall et al.), lrf-posenet (whole image, directional "
+              "LSTMs) or camnet (coarse-to-fine retrieval and relative poses; set depth_topic).", read_only=True,
+              choices=TRAIN_MODELS),
+    ParamSpec("backbone", "", "ResNet backbone; '' = the model's (resnet18 for the APRs, resnet34 for camnet).",
+              read_only=True, choices=("",) + BACKBONES),
     ParamSpec("epochs", 30, "Training epochs.", read_only=True, min=1, max=100000),
     ParamSpec("batch_size", 32, "Images per batch (>= 2: batch normalisation).", read_only=True, min=2,
               max=100000),

@@ -370,3 +370,138 @@ def categorize_pair(theta_1: float, theta_2: float, angle_deg: float,
     if max(t1, t2) < thresholds.hard_max_overlap or angle >= thresholds.hard_min_angle_deg:
         return "hard"
     return "moderate"
+
+
+# --------------------------------------------------------------------------
+# Pair pools for training: every anchor's candidate partners, labelled
+# --------------------------------------------------------------------------
+
+@dataclass
+class PairPools:
+    """Labelled candidate pairs of a training set (frame indices into it).
+
+    Row ``e`` is the pair (``anchor[e]``, ``partner[e]``) with overlaps
+    ``theta1`` (anchor seen by partner), ``theta2``, rotation ``alpha``
+    (eq. 5, in [0, 1]) and ``category`` (index into :data:`PAIR_CATEGORIES`).
+    ``by_anchor[i][c]`` lists the rows of anchor ``i`` in category ``c``.
+    ``similarity`` is ``'frustum'`` (depth, eq. 2) or ``'orb'`` (eq. 3).
+    """
+
+    anchor: np.ndarray
+    partner: np.ndarray
+    theta1: np.ndarray
+    theta2: np.ndarray
+    alpha: np.ndarray
+    category: np.ndarray
+    by_anchor: list[list[np.ndarray]]
+    similarity: str
+
+    def eligible(self) -> np.ndarray:
+        """Anchors with at least one partner in every category (those the triplet loss can use)."""
+        return np.array([i for i, cats in enumerate(self.by_anchor) if all(len(c) for c in cats)], dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        return {name: int(np.count_nonzero(self.category == k)) for k, name in enumerate(PAIR_CATEGORIES)}
+
+
+def _world_grid_points(depth_hw: np.ndarray, K: Intrinsics, T: np.ndarray, grid: int) -> np.ndarray:
+    rows, cols = grid_pixels(K.width, K.height, grid)
+    vv, uu = np.meshgrid(rows, cols, indexing="ij")
+    d = depth_hw[vv, uu].astype(np.float64).ravel()
+    ok = np.isfinite(d) & (d > 0)
+    u, v, d = uu.ravel()[ok], vv.ravel()[ok], d[ok]
+    X_c = np.stack([(u - K.cx) / K.fx * d, (v - K.cy) / K.fy * d, d], axis=1)
+    return X_c @ T[:3, :3].T + T[:3, 3]
+
+
+def _seen_share(X_map_p3: np.ndarray, K: Intrinsics, T_c44: np.ndarray) -> np.ndarray:
+    """Share of the points each camera ``T_c44[j]`` sees inside its image (eq. 2's ratio), shape (c,)."""
+    if len(X_map_p3) == 0:
+        return np.zeros(len(T_c44))
+    # X_c = R^T (X - t) for every camera at once: (c, p, 3).
+    X_c = np.einsum("pk,ckj->cpj", X_map_p3, T_c44[:, :3, :3]) - np.einsum("ck,ckj->cj", T_c44[:, :3, 3],
+                                                                           T_c44[:, :3, :3])[:, None, :]
+    z = X_c[..., 2]
+    front = z > 0
+    z = np.where(front, z, 1.0)
+    u = K.fx * X_c[..., 0] / z + K.cx
+    v = K.fy * X_c[..., 1] / z + K.cy
+    inside = front & (u >= -0.5) & (u < K.width - 0.5) & (v >= -0.5) & (v < K.height - 0.5)
+    return inside.mean(axis=1)
+
+
+def orb_descriptors(img: np.ndarray, n_features: int = 500) -> np.ndarray | None:
+    """ORB descriptors of an image (RGB or grey uint8), None without keypoints.
+
+    OpenCV's default 31-pixel patch finds nothing in the small images networks
+    take (64x48 has no pixel 31 px from every border), so the patch shrinks
+    with the image: a quarter of its shorter side, between 7 and 31 pixels.
+    """
+    gray = _to_gray(img, "image")
+    patch = int(max(7, min(31, min(gray.shape) // 4)))
+    orb = cv2.ORB_create(nfeatures=int(n_features), edgeThreshold=patch, patchSize=patch)
+    _, desc = orb.detectAndCompute(gray, None)
+    return desc if desc is not None and len(desc) else None
+
+
+def orb_similarity_of(desc1: np.ndarray | None, desc2: np.ndarray | None, xi: float = 50.0) -> float:
+    """Eq. 3 on precomputed descriptors (see :func:`orb_similarity`)."""
+    if desc1 is None or desc2 is None:
+        return 0.0
+    matches = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True).match(desc1, desc2)
+    return sum(1 for m in matches if m.distance < xi) / len(matches) if matches else 0.0
+
+
+def build_pair_pools(poses_n44: np.ndarray, depths_nhw: np.ndarray | None = None, K: Intrinsics | None = None,
+                     images_nhw3: np.ndarray | None = None, thresholds: PairThresholds = PairThresholds(),
+                     max_candidates: int = 512, neighbours: int = 8, grid: int = GRID, xi: float = 50.0,
+                     seed: int = 0, progress: bool = False) -> PairPools:
+    """Label candidate pairs of every frame: frustum overlap with depth, else ORB similarity.
+
+    Each anchor's candidates are its ``neighbours`` nearest frames in time on
+    either side plus random others, ``max_candidates`` in all (every other
+    frame when there are fewer). ORB matching is much slower than the
+    overlap, so pass a smaller ``max_candidates`` for it.
+    """
+    poses = np.asarray(poses_n44, dtype=np.float64)
+    n = len(poses)
+    if n < 2:
+        raise ValueError(f"pairs need at least 2 frames, got {n}")
+    use_depth = depths_nhw is not None
+    if use_depth and K is None:
+        raise ValueError("frustum overlap needs the intrinsics of the depth images")
+    if not use_depth and images_nhw3 is None:
+        raise ValueError("pairs need depth (frustum overlap, eq. 2) or images (ORB similarity, eq. 3)")
+    rng = np.random.default_rng(seed)
+    from tqdm import tqdm
+
+    q = matrix_to_quat(poses[:, :3, :3])
+    desc = [orb_descriptors(im) for im in images_nhw3] if not use_depth else None
+    pts = [_world_grid_points(np.asarray(depths_nhw[i]), K, poses[i], grid) for i in range(n)] if use_depth else None
+    rows: list[tuple[np.ndarray, ...]] = []
+    for i in tqdm(range(n), desc="labelling CamNet pairs", unit="frame", disable=not progress):
+        near = np.arange(max(0, i - neighbours), min(n, i + neighbours + 1))
+        near = near[near != i]
+        near = near[np.argsort(np.abs(near - i), kind="stable")][:max_candidates]  # nearest in time first
+        others = np.setdiff1d(np.arange(n), np.append(near, i))
+        extra = max_candidates - len(near)
+        cand = np.concatenate([near, rng.choice(others, min(extra, len(others)), replace=False)])
+        if use_depth:
+            th1 = _seen_share(pts[i], K, poses[cand])
+            th2 = np.array([_seen_share(pts[j], K, poses[i:i + 1])[0] for j in cand])
+        else:
+            th1 = np.array([orb_similarity_of(desc[i], desc[j], xi) for j in cand])
+            th2 = th1  # mutual matches are symmetric (camnet_pairs reading 8)
+        ang = 2.0 * np.degrees(np.arccos(np.clip(np.abs(q[cand] @ q[i]), 0.0, 1.0)))
+        cat = np.array([PAIR_CATEGORIES.index(categorize_pair(a, b, min(c, 180.0), thresholds))
+                        for a, b, c in zip(th1, th2, ang)], dtype=np.int64)
+        rows.append((np.full(len(cand), i), cand, th1, th2, ang / 180.0, cat))
+    anchor, partner, th1, th2, alpha, cat = (np.concatenate(c) for c in zip(*rows))
+    by_anchor: list[list[np.ndarray]] = [[] for _ in range(n)]
+    start = 0
+    for i, r in enumerate(rows):
+        e = np.arange(start, start + len(r[0]))
+        by_anchor[i] = [e[r[5] == k] for k in range(len(PAIR_CATEGORIES))]
+        start += len(r[0])
+    return PairPools(anchor, partner, th1.astype(np.float32), th2.astype(np.float32), alpha.astype(np.float32),
+                     cat, by_anchor, "frustum" if use_depth else "orb")

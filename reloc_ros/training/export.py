@@ -739,6 +739,9 @@ def export_onnx(source: str | Path | ExportedPoseModel | torch.jit.ScriptModule,
                          f"got {type(source).__name__}")
     if metadata is None:
         raise ValueError("metadata is required when exporting a module (only a model file carries its own)")
+    if metadata.get("model_kind") == "camnet":
+        raise ValueError("CamNet models export to TorchScript only: their retrieval, database and hypothesis "
+                         "fusion are not exported to ONNX")
     try:
         w, h = int(module.input_width), int(module.input_height)
     except AttributeError as e:

@@ -51,12 +51,22 @@ from reloc_ros.training.export import pick_device
 
 log = logging.getLogger(__name__)
 
-# Each model is a choice of head and preprocessing; both stay overridable so
-# their effects can be measured separately (the LRF-PoseNet ablation).
+# Each model's defaults. For the APRs, head and preprocessing stay overridable
+# so their effects can be measured separately (the LRF-PoseNet ablation).
+# CamNet (seed 001, section 4.2): ResNet-34, images resized to the input,
+# SGD with momentum 0.9, weight decay 1e-4 and the 'poly' schedule from 0.01.
 MODELS = {
-    "posenet": {"head": "fc", "preprocessing": "crop"},
-    "lrf-posenet": {"head": "lstm", "preprocessing": "resize"},
+    "posenet": {"head": "fc", "preprocessing": "crop", "backbone": "resnet18", "lr": 5e-4, "weight_decay": 0.0,
+                "optimizer": "adam"},
+    "lrf-posenet": {"head": "lstm", "preprocessing": "resize", "backbone": "resnet18", "lr": 5e-4,
+                    "weight_decay": 0.0, "optimizer": "adam"},
+    "camnet": {"head": "camnet", "preprocessing": "resize", "backbone": "resnet34", "lr": 0.01,
+               "weight_decay": 1e-4, "optimizer": "sgd"},
 }
+OPTIMIZERS = ("adam", "sgd")
+"""adam: Adam (beta 0.9, 0.999), constant rate; sgd: momentum 0.9 with the 'poly' schedule (power 0.9)."""
+SIMILARITIES = ("auto", "frustum", "orb")
+"""CamNet's pair overlap: frustum from depth (eq. 2), ORB similarity (eq. 3), or auto (frustum with depth)."""
 LOSSES = ("beta", "learned", "geometric")
 CHECKPOINT_FORMAT = 1
 
@@ -66,30 +76,52 @@ class TrainConfig:
     """Everything that decides a training run's result (checkpoints carry it)."""
 
     model: str = "posenet"
-    backbone: str = "resnet18"
+    backbone: str | None = None  # default: the model's
     head: str | None = None  # default: the model's
     preprocessing: str | None = None  # default: the model's
     input_size: tuple[int, int] = (224, 224)
-    loss: str = "beta"
+    loss: str = "beta"  # APRs only
     beta: float | None = None  # default: the loss's own
     epochs: int = 30
-    batch_size: int = 32
-    lr: float = 5e-4  # seed 000: Adam, lr 5e-4, beta1 0.9, beta2 0.999
-    weight_decay: float = 0.0
-    dropout: float = 0.5
+    batch_size: int = 32  # CamNet: anchors per batch (each brings 3 partners and up to 3 PRP references)
+    lr: float | None = None  # default: the model's (seed 000: Adam 5e-4; seed 001: SGD 0.01)
+    weight_decay: float | None = None  # default: the model's
+    dropout: float = 0.5  # APRs only
     val_fraction: float = 0.15
     augment: bool = True
     seed: int = 0
     backbone_weights: str | None = None
     min_frames: int = 20
+    similarity: str = "auto"  # CamNet only: SIMILARITIES
+    keyframe_distance: float = 0.05  # CamNet only: database key frames at least this zeta apart (m + angle/pi)
+    retrieval_k: int = 3  # CamNet only: K of section 3.4
+    optimizer: str | None = None  # default: the model's (OPTIMIZERS)
 
     def resolved(self) -> "TrainConfig":
         """Fill the model's defaults in and check every value."""
         if self.model not in MODELS:
             raise ValueError(f"model '{self.model}' is not one of {', '.join(MODELS)}")
-        cfg = replace(self, head=self.head or MODELS[self.model]["head"],
-                      preprocessing=self.preprocessing or MODELS[self.model]["preprocessing"],
+        d = MODELS[self.model]
+        cfg = replace(self, head=self.head or d["head"], preprocessing=self.preprocessing or d["preprocessing"],
+                      backbone=self.backbone or d["backbone"], lr=d["lr"] if self.lr is None else self.lr,
+                      weight_decay=d["weight_decay"] if self.weight_decay is None else self.weight_decay,
+                      optimizer=self.optimizer or d["optimizer"],
                       input_size=tuple(int(v) for v in self.input_size))
+        if (cfg.head == "camnet") != (cfg.model == "camnet"):
+            valid = "camnet" if cfg.model == "camnet" else "fc, lstm"
+            raise ValueError(f"head '{cfg.head}' does not fit model '{cfg.model}'; valid: {valid}")
+        if cfg.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer '{cfg.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
+        if cfg.optimizer != "adam" and cfg.model != "camnet":
+            raise ValueError(f"the APR trainer uses Adam (seed 000); optimizer '{cfg.optimizer}' is for camnet")
+        if cfg.similarity not in SIMILARITIES:
+            raise ValueError(f"similarity '{cfg.similarity}' is not one of {', '.join(SIMILARITIES)}")
+        if not (math.isfinite(cfg.keyframe_distance) and cfg.keyframe_distance >= 0):
+            raise ValueError(f"keyframe_distance must be >= 0 (metres + angle/pi), got {cfg.keyframe_distance}")
+        if cfg.retrieval_k < 1:
+            raise ValueError(f"retrieval_k must be >= 1, got {cfg.retrieval_k}")
+        if cfg.weight_decay < 0:
+            raise ValueError(f"weight decay must be >= 0, got {cfg.weight_decay}")
         if cfg.loss not in LOSSES:
             raise ValueError(f"loss '{cfg.loss}' is not one of {', '.join(LOSSES)}")
         for name in ("epochs", "batch_size", "min_frames"):
@@ -236,15 +268,19 @@ def _load_data(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, 
     return ds
 
 
-def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: str | Path,
-          resume: bool = False, cache_dir: str | Path | None = None, device: str = "auto",
-          progress: bool = True, onnx: bool = False) -> TrainResult:
-    """Train on the bags' posed frames and export the best epoch to ``out`` (TorchScript)."""
-    from reloc_ros.nets.apr import APRConfig, build_apr
-    from reloc_ros.nets.losses import build_loss
-    from reloc_ros.training.evaluate import accuracy_report, mean_pose_baseline
+@dataclass
+class _Run:
+    out: Path
+    ckpt_path: Path
+    dev: torch.device
+    dist: _Dist
+    data_id: dict
+    state: dict | None
 
-    cfg = cfg.resolved()
+
+def start_run(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: str | Path, resume: bool,
+              device: str) -> _Run:
+    """Check the target, join torch.distributed, and load the checkpoint to resume (every model's trainer)."""
     out = Path(out)
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         raise ValueError(f"cannot write the model to '{out}': directory '{out.parent}' is missing or not writable")
@@ -264,6 +300,25 @@ def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: 
         if diffs:
             raise ValueError(f"--resume with a different configuration than checkpoint '{ckpt_path}': "
                              + "; ".join(diffs))
+    return _Run(out, ckpt_path, dev, d, data_id, state)
+
+
+def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: str | Path,
+          resume: bool = False, cache_dir: str | Path | None = None, device: str = "auto",
+          progress: bool = True, onnx: bool = False) -> TrainResult:
+    """Train on the bags' posed frames and export the best epoch to ``out`` (TorchScript)."""
+    from reloc_ros.nets.apr import APRConfig, build_apr
+    from reloc_ros.nets.losses import build_loss
+    from reloc_ros.training.evaluate import accuracy_report, mean_pose_baseline
+
+    cfg = cfg.resolved()
+    if cfg.model == "camnet":
+        from reloc_ros.training.camnet_trainer import train_camnet
+
+        return train_camnet(bags, source, cfg, out, resume=resume, cache_dir=cache_dir, device=device,
+                            progress=progress, onnx=onnx)
+    run = start_run(bags, source, cfg, out, resume, device)
+    out, ckpt_path, dev, d, data_id, state = run.out, run.ckpt_path, run.dev, run.dist, run.data_id, run.state
 
     ds = _load_data(bags, source, cfg, cache_dir, d, progress)
     train_idx, val_idx = split_time_blocks(len(ds), cfg.val_fraction)
