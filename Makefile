@@ -21,3 +21,4 @@ bench: setup
 	$(PYTHON) -m reloc_ros.cli bench --json benchmarks/data.json
 	$(PYTHON) -m reloc_ros.cli bench --suite runtime --json benchmarks/runtime.json --markdown benchmarks/runtime.md
 	$(PYTHON) -m reloc_ros.cli bench --suite full --json benchmarks/results.json --markdown benchmarks/results.md
+	$(PYTHON) -m reloc_ros.cli bench --suite camnet --json benchmarks/camnet.json --markdown benchmarks/camnet.md
