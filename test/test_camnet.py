@@ -336,3 +336,29 @@ def test_camnet_bad_options(depth_bags, tmp_path):
         TrainConfig(model="posenet", optimizer="sgd").resolved()
     with pytest.raises(ValueError, match="retrieval_k must be >= 1"):
         TrainConfig(model="camnet", retrieval_k=0).resolved()
+
+
+def test_camnet_under_torchrun_two_processes_on_cpu(depth_bags, tmp_path):
+    """Two gloo ranks share the anchors, average gradients, and rank 0 writes one model."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from reloc_ros.data.synth import DEPTH_TOPIC
+    from reloc_ros.training.export import read_metadata
+    from reloc_ros.training.trainer import checkpoint_path_for, load_checkpoint
+
+    out = tmp_path / "ddp.pt"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+         "reloc_ros.cli", "-q", "train", str(depth_bags / "tiny"), "--model", "camnet", "--backbone", "resnet18",
+         "--out", str(out), "--epochs", "1", "--input-size", "32x32", "--batch-size", "4", "--depth-topic",
+         DEPTH_TOPIC, "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    state = load_checkpoint(checkpoint_path_for(out))
+    assert state["world_size"] == 2 and state["epoch"] == 1
+    assert read_metadata(out)["model_kind"] == "camnet"

@@ -151,7 +151,7 @@ def train_camnet(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig
                          "without depth use --similarity orb (or auto)")
     train_idx, val_idx = split_time_blocks(len(ds), cfg.val_fraction)
     poses = ds.poses_n44
-    images = torch.from_numpy(np.ascontiguousarray(ds.images))
+    images = torch.from_numpy(np.array(ds.images))  # a writable copy: the cache is a read-only memmap
     train_poses = poses[train_idx]
     baseline = mean_pose_baseline(train_poses, poses[val_idx])
 
@@ -328,7 +328,7 @@ def _export(net, out: Path, cfg: TrainConfig, model_cfg: CamNetConfig, ds, sourc
     from reloc_ros.runtime import camnet_runtime as R
     from reloc_ros.training.evaluate import accuracy_report
 
-    images = torch.from_numpy(np.ascontiguousarray(ds.images))
+    images = torch.from_numpy(np.array(ds.images))  # a writable copy: the cache is a read-only memmap
     net_cpu = copy.deepcopy(net).cpu().eval()
     db = build_database(net_cpu, images[train_idx], ds.poses_n44[train_idx], cfg.input_size, cfg.keyframe_distance)
     val_images, val_poses = images[val_idx], ds.poses_n44[val_idx]
