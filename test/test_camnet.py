@@ -362,3 +362,17 @@ def test_camnet_under_torchrun_two_processes_on_cpu(depth_bags, tmp_path):
     state = load_checkpoint(checkpoint_path_for(out))
     assert state["world_size"] == 2 and state["epoch"] == 1
     assert read_metadata(out)["model_kind"] == "camnet"
+
+
+def test_non_finite_outputs_give_no_estimate(small, tmp_path):
+    from reloc_ros.runtime.engine import NoEstimate, Relocalizer
+
+    ds, net = small
+    db = E.build_database(net, ds.images[:10], ds.poses_n44[:10], SIZE)
+    db.t_m3[:] = float("nan")  # every reference pose broken: every hypothesis is NaN
+    meta = {"model": "camnet", "preprocessing": "resize", "frames": {"map_frame": "map", "camera_frame": "cam"},
+            "training_data": {}, "metrics": {}}
+    path = E.export_camnet(E.wrap_camnet(net, db, SIZE), tmp_path / "nan.pt", meta)
+    reloc = Relocalizer(path, device="cpu", warmup=0)
+    (est,) = reloc.relocalize_preprocessed(ds.images[:1], [1])
+    assert isinstance(est, NoEstimate) and "not finite" in str(est)

@@ -114,6 +114,10 @@ def run_frame(module: Any, x_1hw3: torch.Tensor, stamp_ns: int, state: SequenceS
     t3, q4 = t[0].double().cpu().numpy(), q[0].double().cpu().numpy()
     ht, hq = hyp_t[0].double().cpu().numpy(), hyp_q[0].double().cpu().numpy()
     inl = inliers[0].cpu().numpy().astype(bool)
+    if not (np.isfinite(t3).all() and np.isfinite(q4).all()):  # the engine turns this into a NoEstimate
+        return FrameResult(np.full((4, 4), np.nan), np.zeros((0, 4, 4)), inl, np.full((6, 6), np.nan))
+    ok = np.isfinite(ht).all(axis=1) & np.isfinite(hq).all(axis=1)  # fuse() already ignored the others
+    ht, hq, inl = ht[ok], hq[ok], inl[ok]
     q4 = q4 / np.linalg.norm(q4)
     hq = hq / np.linalg.norm(hq, axis=1, keepdims=True)
     poses = make_pose(np.concatenate([t3[None], ht]), np.concatenate([q4[None], hq]))

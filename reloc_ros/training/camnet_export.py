@@ -281,6 +281,10 @@ class ExportedCamNet(ExportedPoseModel):
         q_best = q[torch.arange(t.shape[0]), best].unsqueeze(1)
         sign = torch.where((q * q_best).sum(dim=2, keepdim=True) < 0, -1.0, 1.0)
         q_b4 = quat_unit_canonical((q * sign * w).sum(dim=1))
+        # No finite hypothesis at all: say so with NaN rather than a made-up pose at the origin.
+        none = ~valid.any(dim=1, keepdim=True)
+        t_b3 = torch.where(none, torch.full_like(t_b3, float("nan")), t_b3)
+        q_b4 = torch.where(none, torch.full_like(q_b4, float("nan")), q_b4)
         return t_b3, q_b4, inliers
 
     @torch.jit.export
