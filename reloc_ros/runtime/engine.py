@@ -225,14 +225,7 @@ class Relocalizer:
 
             self._sequence = SequenceState()
             self._constant_cov = None
-            if "calibration" in unc:
-                self.calibration = U.Calibration.from_dict(unc["calibration"])
-                self.uncertainty = f"spread of the consensus hypotheses, calibrated on {self.calibration.frames} frames"
-            else:
-                logger.warning("model '%s' has no covariance calibration: the raw hypothesis spread is published "
-                               "and is probably over-confident", self.model_path)
-                self.calibration = U.Calibration()
-                self.uncertainty = "spread of the consensus hypotheses, uncalibrated"
+            self._calibration(unc, "spread of the consensus hypotheses")
             return
         if self._backend.mc:
             n = int(samples if samples is not None else unc.get("samples", U.DEFAULT_SAMPLES))
@@ -241,14 +234,7 @@ class Relocalizer:
             mc = self.metadata["mc_dropout"]
             rng = np.random.default_rng(seed)
             self._keep = (rng.random((n, int(mc["feature_dim"]))) >= float(mc["dropout"])).astype(np.float32)
-            if "calibration" in unc:
-                self.calibration = U.Calibration.from_dict(unc["calibration"])
-                self.uncertainty = f"MC dropout ({n} samples), calibrated on {self.calibration.frames} frames"
-            else:
-                logger.warning("model '%s' has no covariance calibration (exported outside the trainer): the raw "
-                               "MC-dropout spread is published and is probably over-confident", self.model_path)
-                self.calibration = U.Calibration()
-                self.uncertainty = f"MC dropout ({n} samples), uncalibrated"
+            self._calibration(unc, f"MC dropout ({n} samples)")
             self._constant_cov = None
             return
         val = (self.metadata.get("metrics") or {}).get("validation") or {}
@@ -264,6 +250,17 @@ class Relocalizer:
         self.calibration = None
         self._constant_cov = np.diag([max(sig_t, U.MIN_STD[0]) ** 2] * 3 + [max(sig_r, U.MIN_STD[1]) ** 2] * 3)
         self.uncertainty = "constant, from the validation error"
+
+    def _calibration(self, unc: Mapping[str, Any], method: str) -> None:
+        """Set the covariance calibration from the metadata's ``uncertainty`` entry (identity and a warning without)."""
+        if "calibration" in unc:
+            self.calibration = U.Calibration.from_dict(unc["calibration"])
+            self.uncertainty = f"{method}, calibrated on {self.calibration.frames} frames"
+            return
+        logger.warning("model '%s' has no covariance calibration (exported outside the trainer): the raw %s is "
+                       "published and is probably over-confident", self.model_path, method)
+        self.calibration = U.Calibration()
+        self.uncertainty = f"{method}, uncalibrated"
 
     def describe(self) -> str:
         """One line: model, input, backend, device, uncertainty."""
