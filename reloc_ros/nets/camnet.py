@@ -120,9 +120,7 @@ class Encoder(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Return ``(f_r normalised, f_c, f_f)``, each ``(B, C)``, for ImageNet-normalised images."""
         c4 = self.stem(x)
-        f_r = self.layer4_icr(c4).mean(dim=(2, 3))
-        f_r = f_r / torch.sqrt((f_r * f_r).sum(dim=1, keepdim=True)).clamp_min(1e-12)
-        return f_r, self.layer4_pfr(c4).mean(dim=(2, 3)), self.layer4_prp(c4).mean(dim=(2, 3))
+        return self.branch("icr", c4), self.branch("pfr", c4), self.branch("prp", c4)
 
     def shared(self, x: Tensor) -> Tensor:
         return self.stem(x)
