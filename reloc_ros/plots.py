@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -176,5 +177,138 @@ def plot_calibration(path: str | Path, errors_n6: np.ndarray, cov_n66: np.ndarra
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"{title + ': ' if title else ''}covariance calibration, {len(e)} frames", fontsize=10)
+    fig.tight_layout()
+    _save_png(fig, path)
+
+
+# At most this many frames per grid figure: wider grids shrink every panel to a thumbnail.
+_MAX_GRID_COLUMNS = 8
+# PCA components whose singular value is below this share of the first one are treated
+# as degenerate (rank deficiency, or float32 rounding noise that the min/max stretch
+# would otherwise blow up to full contrast) and drawn as flat grey.
+_PCA_RTOL = 1e-6
+
+
+def posemap_pca_rgb(posemaps_nhwk: np.ndarray) -> np.ndarray:
+    """Map PoseMap feature vectors to RGB by a PCA shared over all pixels of all PoseMaps.
+
+    One PCA is fit over the ``N * h * w`` pixel vectors (centred on their mean,
+    axes from the SVD of the centred matrix, in float64), so colours are
+    comparable across frames. Each pixel is projected on the first three
+    principal axes and every component is stretched to 0..1 by its min/max
+    over all pixels. Channels without a non-degenerate component (``k < 3``,
+    rank-deficient features, constant input) are 0.5 grey. The sign of each
+    axis is fixed by making its largest-magnitude entry positive, so the
+    picture is the same between runs; negating all features therefore turns
+    every channel ``c`` into ``1 - c``.
+
+    Return float32 ``(N, h, w, 3)`` in [0, 1].
+    """
+    x = np.asarray(posemaps_nhwk, dtype=np.float64)
+    if x.ndim != 4 or 0 in x.shape:
+        raise ValueError(f"need PoseMaps shaped (N, h, w, k) with no empty axis, got shape {x.shape}")
+    bad = int(np.count_nonzero(~np.isfinite(x)))
+    if bad:
+        raise ValueError(f"PoseMaps of shape {x.shape} contain {bad} non-finite values")
+    n, h, w, k = x.shape
+    pixels_mk = x.reshape(-1, k)
+    centred_mk = pixels_mk - pixels_mk.mean(axis=0)
+    _, sing, axes_kk = np.linalg.svd(centred_mk, full_matrices=False)
+    rgb_m3 = np.full((len(pixels_mk), 3), 0.5)
+    for c in range(min(3, len(sing))):
+        if sing[0] <= 0.0 or sing[c] <= _PCA_RTOL * sing[0]:
+            break
+        axis_k = axes_kk[c] * np.sign(axes_kk[c][np.argmax(np.abs(axes_kk[c]))])
+        comp_m = centred_mk @ axis_k
+        lo, hi = float(comp_m.min()), float(comp_m.max())
+        if hi > lo:
+            rgb_m3[:, c] = (comp_m - lo) / (hi - lo)
+    return rgb_m3.reshape(n, h, w, 3).astype(np.float32)
+
+
+def _check_columns(n: int, what: str) -> None:
+    """Raise unless ``n`` frames fit in one grid figure."""
+    if n == 0 or n > _MAX_GRID_COLUMNS:
+        raise ValueError(f"need 1 to {_MAX_GRID_COLUMNS} {what} per grid figure, got N = {n}")
+
+
+def _rgb_for_display(images_nhw3: np.ndarray, name: str) -> np.ndarray:
+    """Check ``(N, H, W, 3)`` images and return them as uint8, or float clipped to [0, 1]."""
+    img = np.asarray(images_nhw3)
+    if img.ndim != 4 or img.shape[-1] != 3:
+        raise ValueError(f"need {name} shaped (N, H, W, 3), got shape {img.shape}")
+    if img.dtype == np.uint8:
+        return img
+    if not np.issubdtype(img.dtype, np.floating):
+        raise ValueError(f"need {name} as uint8 or float in [0, 1], got dtype {img.dtype}")
+    return np.clip(np.nan_to_num(img.astype(np.float32), nan=0.0), 0.0, 1.0)
+
+
+def _grid_figure(n: int, height: int, width: int, title: str):
+    """Create a 2 x ``n`` grid figure sized for ``height`` x ``width`` panels; return it and its axes."""
+    col_w = 2.4
+    fig = _new_figure((max(col_w * n, 3.5), 2 * col_w * height / max(width, 1) + (0.9 if title else 0.5)))
+    axes = fig.subplots(2, n, squeeze=False)
+    for ax in axes.ravel():
+        # Ticks off but the axes kept, so the row labels (y labels) still show.
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    return fig, axes
+
+
+def plot_posemap_pca(path: str | Path, images_nhw3: np.ndarray, posemaps_nhwk: np.ndarray,
+                     title: str = "") -> None:
+    """Plot camera images above the PCA colouring of their PoseMaps (cf. Fig. 5 of the PMNet paper).
+
+    Top row: the images (uint8 RGB); bottom row: :func:`posemap_pca_rgb` of the
+    PoseMaps with one PCA shared by all frames, drawn with nearest-neighbour
+    interpolation and stretched over the image's extent (PoseMaps are rendered
+    at a lower resolution, e.g. 1/16). At most 8 frames. Written atomically as PNG.
+    """
+    img = _rgb_for_display(images_nhw3, "images")
+    maps = np.asarray(posemaps_nhwk)
+    _check_columns(len(img), "images")
+    if maps.ndim < 1 or len(maps) != len(img):
+        raise ValueError(f"need one PoseMap per image, got {len(img)} images and PoseMaps of shape {maps.shape}")
+    rgb_nhw3 = posemap_pca_rgb(maps)
+    n, height, width = img.shape[:3]
+    extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+    fig, axes = _grid_figure(n, height, width, title)
+    for j in range(n):
+        axes[0, j].imshow(img[j], interpolation="nearest")
+        axes[1, j].imshow(rgb_nhw3[j], interpolation="nearest", extent=extent)
+    axes[0, 0].set_ylabel("image")
+    axes[1, 0].set_ylabel("PoseMap (PCA)")
+    fig.tight_layout()
+    _save_png(fig, path)
+
+
+def plot_render_grid(path: str | Path, real_nhw3: np.ndarray, rendered_nhw3: np.ndarray,
+                     psnr_n: Sequence[float] | None = None, title: str = "") -> None:
+    """Plot real camera images above the NeRF-P renderings of the same poses.
+
+    Either input may be uint8 or float in [0, 1] (floats are clipped). When
+    ``psnr_n`` is given each rendered panel is titled with its PSNR in dB.
+    At most 8 frames. Written atomically as PNG.
+    """
+    real = _rgb_for_display(real_nhw3, "real images")
+    rendered = _rgb_for_display(rendered_nhw3, "rendered images")
+    if real.shape != rendered.shape:
+        raise ValueError(f"need real and rendered images of the same shape, got {real.shape} and {rendered.shape}")
+    _check_columns(len(real), "images")
+    psnr = None if psnr_n is None else [float(p) for p in psnr_n]
+    if psnr is not None and len(psnr) != len(real):
+        raise ValueError(f"need one PSNR per image, got {len(psnr)} PSNRs for {len(real)} images")
+    n, height, width = real.shape[:3]
+    fig, axes = _grid_figure(n, height, width, title)
+    for j in range(n):
+        axes[0, j].imshow(real[j], interpolation="nearest")
+        axes[1, j].imshow(rendered[j], interpolation="nearest")
+        if psnr is not None:
+            axes[1, j].set_title(f"{psnr[j]:.1f} dB", fontsize=9)
+    axes[0, 0].set_ylabel("real")
+    axes[1, 0].set_ylabel("rendered (NeRF-P)")
     fig.tight_layout()
     _save_png(fig, path)
