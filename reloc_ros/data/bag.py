@@ -456,6 +456,38 @@ def _intrinsics(bag: Bag, image_topic: str, native_size: tuple[int, int] | None,
     return preprocess_intrinsics(K, mode, image_size) if image_size is not None else K
 
 
+def read_bag_images(paths: str | Path | Sequence[str | Path], image_topic: str | None = None,
+                    image_size: tuple[int, int] | None = None, preprocessing: str = "resize",
+                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Read only the images of bag(s): ``(stamps_ns, images_nhw3)``, ordered by stamp.
+
+    Reads no TF and no pose topic: nothing about where the camera was (the
+    unlabelled input of PMNet_ud's alignment). Undecodable frames are skipped
+    with one warning.
+    """
+    from tqdm import tqdm
+
+    with Bag(paths) as bag:
+        topic = choose_image_topic(bag, image_topic)
+        msgtype = bag.topics[topic]
+        stamps, images, bad = [], [], 0
+        for _, _, msg in tqdm(bag.messages([topic]), total=bag.message_count(topic), desc=f"reading {topic}",
+                              unit="frame", disable=not progress):
+            try:
+                img = _decode(msg, msgtype)
+            except ValueError as exc:
+                if not bad:
+                    log.warning("%s: undecodable image: %s", topic, exc)
+                bad += 1
+                continue
+            stamps.append(conversions.stamp_to_ns(msg.header.stamp))
+            images.append(_resize(img, image_size, preprocessing))
+    if not images:
+        raise RelocError(f"no decodable image on '{topic}' in {bag.name}")
+    order = np.argsort(np.array(stamps, dtype=np.int64), kind="stable")
+    return np.array(stamps, dtype=np.int64)[order], np.stack(images)[order]
+
+
 def _aligned_depth(depth_by_stamp: dict[int, object], stamps: np.ndarray, order: np.ndarray,
                    native_size: tuple[int, int] | None, image_size: tuple[int, int] | None, mode: str, topic: str,
                    skipped: SkipReport, colour_frame: str | None = None) -> tuple[np.ndarray, np.ndarray]:

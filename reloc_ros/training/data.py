@@ -94,10 +94,14 @@ def pose_targets(poses_n44: np.ndarray, normaliser: PoseNormaliser) -> tuple[tor
 
 def to_network_input(images_bhw3: torch.Tensor) -> torch.Tensor:
     """Turn uint8 RGB (B, H, W, 3) into the float (B, 3, H, W) ImageNet-normalised input."""
-    x = images_bhw3.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return normalise_input(images_bhw3.permute(0, 3, 1, 2).float().div_(255.0))
+
+
+def normalise_input(x_b3hw: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalise float RGB (B, 3, H, W) in 0..1 (e.g. rendered views; differentiable)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x_b3hw.device, dtype=x_b3hw.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x_b3hw.device, dtype=x_b3hw.dtype).view(1, 3, 1, 1)
+    return (x_b3hw - mean) / std
 
 
 def augment(images_bhw3: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

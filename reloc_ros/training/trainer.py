@@ -62,6 +62,9 @@ MODELS = {
                     "weight_decay": 0.0, "optimizer": "adam"},
     "camnet": {"head": "camnet", "preprocessing": "resize", "backbone": "resnet34", "lr": 0.01,
                "weight_decay": 1e-4, "optimizer": "sgd"},
+    # PMNet (seed 003, section 4.1): Adam at 1e-4, whole image (its NeRF-P renders the whole view).
+    "pmnet": {"head": "fc", "preprocessing": "resize", "backbone": "resnet18", "lr": 1e-4, "weight_decay": 0.0,
+              "optimizer": "adam"},
 }
 OPTIMIZERS = ("adam", "sgd")
 """adam: Adam (beta 0.9, 0.999), constant rate; sgd: momentum 0.9 with the 'poly' schedule (power 0.9)."""
@@ -96,6 +99,13 @@ class TrainConfig:
     keyframe_distance: float = 0.05  # CamNet only: database key frames at least this zeta apart (m + angle/pi)
     retrieval_k: int = 3  # CamNet only: K of section 3.4
     optimizer: str | None = None  # default: the model's (OPTIMIZERS)
+    pmnet_losses: str = "pose,image,posemap,rvs"  # PMNet only: terms of eq. 2 (Table 5 ablation)
+    rvs_translation: float = 0.2  # PMNet only: random view synthesis, metres per axis (paper, indoors)
+    rvs_rotation: float = 10.0  # PMNet only: degrees per axis (paper, indoors)
+    nerf_steps: int = 2000  # PMNet only: NeRF-P rendering-branch steps (stage 1)
+    nerf_pose_steps: int = 500  # PMNet only: pose-branch steps (stage 2, rendering frozen)
+    nerf_resolution: int = 128  # PMNet only: finest grid cells along the scene's longest side
+    nerf_rays: int = 4096  # PMNet only: rays per NeRF-P step
 
     def resolved(self) -> "TrainConfig":
         """Fill the model's defaults in and check every value."""
@@ -112,6 +122,8 @@ class TrainConfig:
             raise ValueError(f"head '{cfg.head}' does not fit model '{cfg.model}'; valid: {valid}")
         if cfg.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer '{cfg.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
+        if cfg.model == "pmnet":
+            _check_pmnet(cfg)
         if cfg.optimizer != "adam" and cfg.model != "camnet":
             raise ValueError(f"the APR trainer uses Adam (seed 000); optimizer '{cfg.optimizer}' is for camnet")
         if cfg.similarity not in SIMILARITIES:
@@ -149,6 +161,27 @@ class TrainConfig:
         if "input_size" in d:
             d["input_size"] = tuple(d["input_size"])
         return cls(**d)
+
+
+def _check_pmnet(cfg: "TrainConfig") -> None:
+    from reloc_ros.nets.nerfp import MAX_GRID_RESOLUTION
+    from reloc_ros.nets.pmnet import parse_losses
+
+    if cfg.head != "fc":
+        raise ValueError(f"head '{cfg.head}' does not fit model 'pmnet': its pose estimator is PoseNet's fc head")
+    losses = parse_losses(cfg.pmnet_losses)
+    if "pose" not in losses and "rvs" not in losses:
+        raise ValueError(f"pmnet_losses '{cfg.pmnet_losses}' has no supervised term: keep 'pose' or 'rvs' (image "
+                         "and posemap alone are the unlabelled alignment of 'reloc-ros align')")
+    for name in ("rvs_translation", "rvs_rotation"):
+        v = getattr(cfg, name)
+        if not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be >= 0, got {v}")
+    for name in ("nerf_steps", "nerf_pose_steps", "nerf_rays"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if not 8 <= cfg.nerf_resolution <= MAX_GRID_RESOLUTION:
+        raise ValueError(f"nerf_resolution must be in [8, {MAX_GRID_RESOLUTION}] cells, got {cfg.nerf_resolution}")
 
 
 @dataclass
@@ -317,6 +350,11 @@ def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: 
 
         return train_camnet(bags, source, cfg, out, resume=resume, cache_dir=cache_dir, device=device,
                             progress=progress, onnx=onnx)
+    if cfg.model == "pmnet":
+        from reloc_ros.training.pmnet_trainer import train_pmnet
+
+        return train_pmnet(bags, source, cfg, out, resume=resume, cache_dir=cache_dir, device=device,
+                           progress=progress, onnx=onnx)
     run = start_run(bags, source, cfg, out, resume, device)
     out, ckpt_path, dev, d, data_id, state = run.out, run.ckpt_path, run.dev, run.dist, run.data_id, run.state
 
@@ -442,7 +480,7 @@ def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: 
 
 def _export(net, out: Path, cfg: TrainConfig, model_cfg, normaliser: PoseNormaliser, ds: PoseDataset,
             source: BagSource, train_idx: np.ndarray, val_idx: np.ndarray, result: TrainResult,
-            onnx: bool, val_images: torch.Tensor, val_poses: np.ndarray) -> None:
+            onnx: bool, val_images: torch.Tensor, val_poses: np.ndarray, extra: dict | None = None) -> None:
     from reloc_ros.training.export import export_onnx, export_torchscript
 
     pos = ds.poses_n44[:, :3, 3]
@@ -455,6 +493,7 @@ def _export(net, out: Path, cfg: TrainConfig, model_cfg, normaliser: PoseNormali
         "training_data": {"source": ds.source, "frames_train": int(len(train_idx)), "frames_val": int(len(val_idx)),
                           "skipped": dict(ds.skipped.counts), "extent_m": (pos.max(0) - pos.min(0)).tolist()},
         "metrics": {"validation": result.val_metrics, "validation_mean_pose_baseline": result.baseline},
+        **(extra or {}),
     }
     net_cpu = copy.deepcopy(net).cpu().eval()
     metadata["uncertainty"] = _calibrate(net_cpu, normaliser, cfg, val_images, val_poses)
