@@ -180,8 +180,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         camnet = args.model == "camnet"
         cfg = TrainConfig(model=args.model, input_size=args.input_size, epochs=args.epochs, batch_size=16,
                           lr=None if camnet else 1e-3, backbone="resnet18" if camnet else None)
-        # CamNet labels its training pairs by frustum overlap, from the mapping bag's depth.
-        source = BagSource(depth_topic=DEPTH_TOPIC if camnet else None)
+        # CamNet labels its training pairs by frustum overlap, and PMNet's NeRF-P fits faster, from the depth.
+        source = BagSource(depth_topic=DEPTH_TOPIC if args.model in ("camnet", "pmnet") else None)
         train([out / "mapping_bag"], source, cfg, model, resume=checkpoint_path_for(model).exists(),
               cache_dir=out / "cache", progress=not args.quiet)
     # The query bag goes through the relocalizer exactly as the node would run it (reloc-ros replay).
@@ -216,7 +216,10 @@ def train_config_from_args(args: argparse.Namespace):
                        batch_size=args.batch_size, lr=args.lr, dropout=args.dropout, val_fraction=args.val_fraction,
                        augment=not args.no_augment, seed=args.seed, backbone_weights=args.backbone_weights,
                        similarity=args.similarity, keyframe_distance=args.keyframe_distance,
-                       retrieval_k=args.retrieval_k, optimizer=args.optimizer)
+                       retrieval_k=args.retrieval_k, optimizer=args.optimizer, pmnet_losses=args.pmnet_losses,
+                       rvs_translation=args.rvs_translation, rvs_rotation=args.rvs_rotation,
+                       nerf_steps=args.nerf_steps, nerf_pose_steps=args.nerf_pose_steps,
+                       nerf_resolution=args.nerf_resolution, nerf_rays=args.nerf_rays)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -232,6 +235,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         b = result.baseline
         print(f"mean-pose baseline on the same frames: {b['median_translation_m']:.3f} m, "
               f"{b['median_rotation_deg']:.2f} deg")
+    return 0
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    """PMNet_ud: align a PMNet model on the images of bags whose poses are never read."""
+    from reloc_ros.io_utils import atomic_write_text
+    from reloc_ros.training.pmnet_trainer import align_unlabelled
+
+    print(f"aligning {args.model} on the images of {', '.join(map(str, args.unlabelled))}; no ground truth is read "
+          "from them (no TF, no pose topic)")
+    result = align_unlabelled(args.model, args.unlabelled, out=args.out, image_topic=args.image_topic,
+                              losses=args.losses, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                              seed=args.seed, device=args.device, progress=not args.quiet)
+    r = result.report
+    print(f"wrote {result.model_path} (the original {args.model} is unchanged)")
+    print(f"predictions on the {r['images']} images moved by median {r['moved_median_m']:.3f} m, "
+          f"{r['moved_median_deg']:.2f} deg (max {r['moved_max_m']:.3f} m, {r['moved_max_deg']:.2f} deg)")
+    print(f"NeRF-P renders at the predicted poses match the images at {r['render_match_db_before']:.2f} dB before, "
+          f"{r['render_match_db_after']:.2f} dB after (held-out mapping frames: {r['mapping_holdout_psnr_db']:.2f} dB)")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(r, indent=2) + "\n")
     return 0
 
 
@@ -330,6 +354,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         results = run_camnet_benchmark(quick=args.quick, progress=not args.quiet)
         markdown = markdown_table(results)
+    elif args.suite == "pmnet":
+        from reloc_ros.bench_pmnet import markdown_table, run_pmnet_benchmark
+
+        results = run_pmnet_benchmark(quick=args.quick, progress=not args.quiet)
+        markdown = markdown_table(results)
     elif args.suite == "runtime":
         from reloc_ros.bench_runtime import markdown_table, run_runtime_benchmark
 
@@ -394,6 +423,25 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="sgd (momentum 0.9, poly schedule; the paper's, and the default) or adam")
     g.add_argument("--retrieval-k", type=_positive_int, default=d.retrieval_k,
                    help=f"key frames retrieved per query (default: {d.retrieval_k}, as the paper)")
+    g = p.add_argument_group("pmnet")
+    g.add_argument("--pmnet-losses", default=d.pmnet_losses, metavar="TERMS",
+                   help="terms of eq. 2, comma-separated, from pose, image, posemap, rvs (the Table 5 ablation; "
+                        f"default: {d.pmnet_losses})")
+    g.add_argument("--rvs-translation", type=float, default=d.rvs_translation, metavar="M",
+                   help=f"random view synthesis: offsets up to this per axis, metres (default: {d.rvs_translation}, "
+                        "the paper's indoors; 3.0 outdoors)")
+    g.add_argument("--rvs-rotation", type=float, default=d.rvs_rotation, metavar="DEG",
+                   help=f"random view synthesis: rotations up to this per axis (default: {d.rvs_rotation}; 7.5 "
+                        "outdoors)")
+    g.add_argument("--nerf-steps", type=_positive_int, default=d.nerf_steps,
+                   help=f"NeRF-P rendering-branch steps (default: {d.nerf_steps})")
+    g.add_argument("--nerf-pose-steps", type=_positive_int, default=d.nerf_pose_steps,
+                   help=f"NeRF-P pose-branch steps, rendering frozen (default: {d.nerf_pose_steps})")
+    g.add_argument("--nerf-resolution", type=_positive_int, default=d.nerf_resolution, metavar="CELLS",
+                   help=f"finest NeRF-P grid cells along the scene's longest side (default: {d.nerf_resolution}); "
+                        "lower it when memory runs out")
+    g.add_argument("--nerf-rays", type=_positive_int, default=d.nerf_rays,
+                   help=f"rays per NeRF-P step (default: {d.nerf_rays}); lower it when memory runs out")
 
 
 def _add_report_args(p: argparse.ArgumentParser) -> None:
@@ -436,6 +484,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     p.set_defaults(func=cmd_train, train_parser=p)  # for --config: its defaults are reset from the file
 
+    p = sub.add_parser("align", help="PMNet_ud: fine-tune a PMNet model on bags of images without poses; the "
+                                     "aligned model is written beside the original")
+    p.add_argument("model", type=Path, help="PMNet model file (.pt with its .pt.pmnet beside it)")
+    p.add_argument("--unlabelled", nargs="+", type=Path, required=True, metavar="BAG",
+                   help="bag(s) whose images are used; their TF and pose topics are never read")
+    p.add_argument("--out", type=Path, help="aligned model to write (default: MODEL_ud.pt beside MODEL)")
+    p.add_argument("--image-topic", help="colour image topic (default: the bags' only one)")
+    p.add_argument("--losses", default="image,posemap", help="terms of eq. 5 (default: image,posemap)")
+    p.add_argument("--epochs", type=_positive_int, default=2, help="default: 2")
+    p.add_argument("--lr", type=float, default=1e-5, help="default: 1e-5 (the paper's)")
+    p.add_argument("--batch-size", type=_positive_int, default=4,
+                   help="default: 4 (the triplet loss takes its negatives from the batch)")
+    p.add_argument("--seed", type=int, default=0, help="default: 0")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--json", type=Path, help="write the alignment report as JSON")
+    p.set_defaults(func=cmd_align)
+
     p = sub.add_parser("eval", help="accuracy and covariance calibration of a model on a bag with ground truth")
     p.add_argument("model", type=Path, help="exported model file (.pt, or .onnx)")
     p.add_argument("bags", nargs="+", type=Path, help="bag(s) with ground truth")
@@ -463,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_positive_int, default=300, help="mapping frames; query gets half (default: 300)")
     p.add_argument("--size", type=parse_size, default=(160, 120), metavar="WxH", help="image size (default: 160x120)")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
-    p.add_argument("--model", choices=("posenet", "lrf-posenet", "camnet"), default="posenet",
+    p.add_argument("--model", choices=("posenet", "lrf-posenet", "camnet", "pmnet"), default="posenet",
                    help="default: posenet (camnet trains with a ResNet-18 here, for time)")
     p.add_argument("--epochs", type=_positive_int, default=20, help="default: 20 (more is more accurate)")
     p.add_argument("--input-size", type=parse_size, default=(80, 80), metavar="WxH",
@@ -471,13 +536,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks: data throughput, or the APR comparison and speed")
-    p.add_argument("--suite", choices=("data", "apr", "runtime", "full", "camnet"), default="data",
+    p.add_argument("--suite", choices=("data", "apr", "runtime", "full", "camnet", "pmnet"), default="data",
                    help="data: bag decode + TF and rendering (default); apr: the seeds' comparison on the "
                         "synthetic scene plus training/inference speed; runtime: message-to-pose latency by "
                         "stage, sustained rate and memory under a 10x replay; full: every method (learned, "
                         "geometric reference, baselines) on two scenes with cost and scaling; camnet: CamNet's "
-                        "ablation (seed 001 Table 2) beside the APRs, latency by stage and against database size")
-    p.add_argument("--markdown", type=Path, help="write the apr / runtime / full / camnet tables (markdown) here")
+                        "ablation (seed 001 Table 2) beside the APRs, latency by stage and against database size; "
+                        "pmnet: PMNet and PMNet_ud beside PoseNet, the loss ablation (seed 003 Table 5), "
+                        "NeRF-P quality and training time by stage")
+    p.add_argument("--markdown", type=Path,
+                   help="write the apr / runtime / full / camnet / pmnet tables (markdown) here")
     p.add_argument("--frames", type=_positive_int, default=300, help="frames per measurement (default: 300)")
     p.add_argument("--quick", action="store_true", help="fewer frames, for a smoke run")
     p.add_argument("--json", type=Path, help="also write the results here")

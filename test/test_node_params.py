@@ -306,8 +306,8 @@ def test_trainer_options_errors(tmp_path):
     bad.write_text("epoch: 3\n")
     with pytest.raises(ValueError, match=r"unknown option 'epoch'"):
         P.trainer_options({**base, "config_file": str(bad)})
-    with pytest.raises(ValueError, match=r"'model' = 'pmnet' .* posenet, lrf-posenet, camnet"):
-        P.trainer_options({**base, "model": "pmnet"})
+    with pytest.raises(ValueError, match=r"'model' = 'dsac' .* posenet, lrf-posenet, camnet, pmnet"):
+        P.trainer_options({**base, "model": "dsac"})
     with pytest.raises(ValueError, match=r"'batch_size' = 1 .* \[2, 100000\]"):
         P.trainer_options({**base, "batch_size": 1})
     with pytest.raises(ValueError, match=r"'input_size' = \[64\] .* \[width, height\]"):

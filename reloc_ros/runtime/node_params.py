@@ -272,7 +272,7 @@ RELOCALIZATION_PARAMS: tuple[ParamSpec, ...] = (
 )
 """Parameters of ``relocalization_node`` (defaults: ``config/relocalize.yaml``). All are read at configure."""
 
-TRAIN_MODELS = ("posenet", "lrf-posenet", "camnet")
+TRAIN_MODELS = ("posenet", "lrf-posenet", "camnet", "pmnet")
 BACKBONES = ("resnet18", "resnet34", "resnet50")
 
 TRAINER_PARAMS: tuple[ParamSpec, ...] = (
@@ -289,7 +289,9 @@ TRAINER_PARAMS: tuple[ParamSpec, ...] = (
               "TransformStamped topic instead of TF; '' = TF.", read_only=True),
     ParamSpec("depth_topic", "", "Aligned depth image topic; '' = none.", read_only=True),
     ParamSpec("model", "posenet", "Model: posenet (Kendall et al.), lrf-posenet (whole image, directional "
-              "LSTMs) or camnet (coarse-to-fine retrieval and relative poses; set depth_topic).", read_only=True,
+              "LSTMs), camnet (coarse-to-fine retrieval and relative poses; set depth_topic) or pmnet (PoseMap: an "
+              "APR trained with a NeRF of the scene; depth_topic makes the NeRF faster; options such as "
+              "pmnet_losses go in config_file).", read_only=True,
               choices=TRAIN_MODELS),
     ParamSpec("backbone", "", "ResNet backbone; '' = the model's (resnet18 for the APRs, resnet34 for camnet).",
               read_only=True, choices=("",) + BACKBONES),
