@@ -289,3 +289,28 @@ def test_train_command_rejects_a_bad_loss_name(bags, tmp_path, capsys):
     code = cli_main(["-q", "train", str(bags / "map"), "--model", "pmnet", "--out", str(tmp_path / "m.pt"),
                      "--pmnet-losses", "pose,nerfmap"])
     assert code == 2 and "unknown PMNet loss 'nerfmap'" in capsys.readouterr().err
+
+
+def test_pmnet_under_torchrun_two_processes_on_cpu(bags, trained, tmp_path):
+    """Two gloo ranks: rank 0 provides the NeRF-P (here from the cache), DDP averages APRNet's gradients."""
+    import os
+    import subprocess
+    import sys
+
+    from reloc_ros.training.trainer import checkpoint_path_for, load_checkpoint
+
+    out = tmp_path / "ddp.pt"
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    res = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+         "reloc_ros.cli", "train", str(bags / "map"), "--model", "pmnet", "--out", str(out), "--epochs", "1",
+         "--input-size", "32x24", "--batch-size", "4", "--depth-topic", DEPTH_TOPIC, "--nerf-steps", "200",
+         "--nerf-pose-steps", "80", "--nerf-rays", "512", "--nerf-resolution", "64", "--cache-dir",
+         str(bags / "cache"), "--device", "cpu"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).resolve().parents[1])
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert "reusing the NeRF-P" in res.stderr
+    state = load_checkpoint(checkpoint_path_for(out))
+    assert state["world_size"] == 2 and state["epoch"] == 1
+    assert read_metadata(out)["model"] == "pmnet"
