@@ -179,7 +179,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     else:
         camnet = args.model == "camnet"
         cfg = TrainConfig(model=args.model, input_size=args.input_size, epochs=args.epochs, batch_size=16,
-                          lr=None if camnet else 1e-3, backbone="resnet18" if camnet else None)
+                          lr=None if camnet else 1e-3, backbone="resnet18" if camnet else None,
+                          nerf_steps=1000, nerf_pose_steps=300, nerf_rays=2048)  # NeRF-P (pmnet): sized for a CPU
         # CamNet labels its training pairs by frustum overlap, and PMNet's NeRF-P fits faster, from the depth.
         source = BagSource(depth_topic=DEPTH_TOPIC if args.model in ("camnet", "pmnet") else None)
         train([out / "mapping_bag"], source, cfg, model, resume=checkpoint_path_for(model).exists(),
