@@ -79,7 +79,7 @@ from reloc_ros.nets.nerfp import NerfP, NerfPConfig, fit_nerfp, psnr_from_mse
 from reloc_ros.training.data import (PoseNormaliser, augment, normalise_input, split_time_blocks,
                                      to_network_input)
 from reloc_ros.training.trainer import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _barrier, _export,
-                                        _load_data, _save_checkpoint, _validate, start_run)
+                                        _load_data, _save_checkpoint, _validate, start_run, take_step)
 
 log = logging.getLogger(__name__)
 
@@ -322,14 +322,7 @@ def train_pmnet(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig,
                     real = augment(real, gen)
                 parts = _losses(ddp_net, nerf, K, losses, real, tg, b, mean_3, normaliser.scale, dev)
                 loss = sum(parts.values())
-                if not torch.isfinite(loss):
-                    raise RelocError(f"loss became {loss.item()} at epoch {epoch}; lower the learning rate "
-                                     f"(now {cfg.lr})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                for k, v in {"loss": loss, **parts}.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(b)
+                take_step(opt, loss, parts, sums, len(b), f"at epoch {epoch}; lower the learning rate (now {cfg.lr})")
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             n_seen = sum(len(b) for b in batches)
             row = {"epoch": epoch, **{k: v / max(n_seen, 1) for k, v in sums.items()}}
@@ -490,8 +483,7 @@ def align_unlabelled(model_path: str | Path, bags: Sequence[str | Path], out: st
     nerf = NerfP.from_checkpoint(side["nerfp"]).to(dev).eval()
     for p in nerf.parameters():
         p.requires_grad_(False)
-    net = P.PMNet(P.PMNetConfig.from_dict(side["pmnet_config"]),
-                  P.build_pmnet(P.PMNetConfig.from_dict(side["pmnet_config"])).pose_net)
+    net = P.build_pmnet(P.PMNetConfig.from_dict(side["pmnet_config"]))
     net.load_state_dict(side["state"])
     net = net.to(dev)
     before = _predict_poses(net, images, normaliser, dev)
@@ -521,13 +513,7 @@ def align_unlabelled(model_path: str | Path, bags: Sequence[str | Path], out: st
         for b in bar:
             parts = _align_losses(net, nerf, K, terms, images[b], mean_3, normaliser.scale, dev)
             loss = sum(parts.values())
-            if not torch.isfinite(loss):
-                raise RelocError(f"alignment loss became {loss.item()} at epoch {epoch}; lower --lr (now {lr})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            for k, v in {"loss": loss, **parts}.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(b)
+            take_step(opt, loss, parts, sums, len(b), f"at alignment epoch {epoch}; lower --lr (now {lr})")
             bar.set_postfix(loss=f"{loss.item():.4f}")
         n = sum(len(b) for b in batches)
         history.append({"epoch": epoch, **{k: v / n for k, v in sums.items()}})

@@ -336,6 +336,17 @@ def start_run(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, o
     return _Run(out, ckpt_path, dev, d, data_id, state)
 
 
+def take_step(opt: torch.optim.Optimizer, loss: torch.Tensor, parts: dict, sums: dict, n: int, hint: str) -> None:
+    """Check the loss is finite (else RelocError with ``hint``), step, and add the terms times ``n`` to ``sums``."""
+    if not torch.isfinite(loss):
+        raise RelocError(f"loss became {loss.item()} {hint}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    for k, v in {"loss": loss, **parts}.items():
+        sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+
+
 def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: str | Path,
           resume: bool = False, cache_dir: str | Path | None = None, device: str = "auto",
           progress: bool = True, onnx: bool = False) -> TrainResult:
@@ -427,14 +438,7 @@ def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: 
                 with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
                     t_pred, q_pred = ddp_net(x)
                 loss, parts = loss_fn(t_pred.float(), q_pred.float(), t_all[idx].to(dev), q_all[idx].to(dev))
-                if not torch.isfinite(loss):
-                    raise RelocError(f"loss became {loss.item()} at epoch {epoch}; lower the learning rate "
-                                     f"(now {cfg.lr})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                for k, v in {"loss": loss, **parts}.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach()) * len(b)
+                take_step(opt, loss, parts, sums, len(b), f"at epoch {epoch}; lower the learning rate (now {cfg.lr})")
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             n_seen = sum(len(b) for b in batches)
             row = {"epoch": epoch, **{k: v / max(n_seen, 1) for k, v in sums.items()}}
