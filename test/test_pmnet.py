@@ -314,3 +314,15 @@ def test_pmnet_under_torchrun_two_processes_on_cpu(bags, trained, tmp_path):
     state = load_checkpoint(checkpoint_path_for(out))
     assert state["world_size"] == 2 and state["epoch"] == 1
     assert read_metadata(out)["model"] == "pmnet"
+
+
+def test_a_non_finite_loss_stops_training_with_the_hint():
+    from reloc_ros.training.trainer import take_step
+
+    w = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.Adam([w], lr=0.1)
+    sums: dict = {}
+    take_step(opt, (w ** 2).sum(), {"pose": w.sum()}, sums, 4, "")
+    assert sums == {"loss": pytest.approx(8.0), "pose": pytest.approx(8.0)} and w.grad is not None
+    with pytest.raises(RelocError, match=r"loss became nan at epoch 3; lower the learning rate \(now 0.1\)"):
+        take_step(opt, w.sum() * float("nan"), {}, sums, 4, "at epoch 3; lower the learning rate (now 0.1)")
