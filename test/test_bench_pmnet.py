@@ -62,6 +62,10 @@ def test_pmnet_bench_quick_runs_table_5b_on_one_nerfp():
     cpu = results["timing"][0]
     assert cpu["device"] == "cpu"
     assert {"nerfp_stage_rgb", "nerfp_stage_pose", "render", "aprnet", "align_exp5", "align_exp6"} <= set(cpu)
+    grad = results["posemap_gradient"]
+    assert [r["offset_m"] for r in grad] == [0.05, 0.1, 0.2, 0.5, 1.0, 2.0]
+    assert all(0.0 <= r["toward_truth"] <= 1.0 and -1.0 <= r["posemap_cosine"] <= 1.0 for r in grad)
+    assert grad[0]["posemap_cosine"] > grad[-1]["posemap_cosine"]  # PoseMaps differ more the farther the pose
 
     table = markdown_table(results)
     for name in ("PoseNet", "| PMNet |", "PMNet_ud", "NeRF-P stage 1", "APRNet epochs", "mean-colour"):
