@@ -326,3 +326,27 @@ def test_a_non_finite_loss_stops_training_with_the_hint():
     assert sums == {"loss": pytest.approx(8.0), "pose": pytest.approx(8.0)} and w.grad is not None
     with pytest.raises(RelocError, match=r"loss became nan at epoch 3; lower the learning rate \(now 0.1\)"):
         take_step(opt, w.sum() * float("nan"), {}, sums, 4, "at epoch 3; lower the learning rate (now 0.1)")
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(bags, trained, tmp_path, monkeypatch):
+    _, uninterrupted = trained
+    from reloc_ros.training.trainer import checkpoint_path_for
+
+    out = tmp_path / "r.pt"
+    real_losses = PT._losses
+
+    def interrupt_in_epoch_two(*a, **k):
+        if checkpoint_path_for(out).exists():  # epoch 1 is saved: Ctrl-C in the first batch of epoch 2
+            raise KeyboardInterrupt
+        return real_losses(*a, **k)
+
+    source = BagSource(depth_topic=DEPTH_TOPIC)
+    monkeypatch.setattr(PT, "_losses", interrupt_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train([bags / "map"], source, TrainConfig(**TINY), out, progress=False, cache_dir=bags / "cache")
+    monkeypatch.setattr(PT, "_losses", real_losses)
+    assert not out.exists()
+    resumed = train([bags / "map"], source, TrainConfig(**TINY), out, resume=True, progress=False,
+                    cache_dir=bags / "cache")
+    keys = ("loss", "pose", "image", "posemap", "rvs", "median_translation_m")
+    assert [[r[k] for k in keys] for r in resumed.history] == [[r[k] for k in keys] for r in uninterrupted.history]
