@@ -687,6 +687,20 @@ def _adam(params: list[nn.Parameter], lr: float, steps: int) -> tuple[torch.opti
     return opt, sched
 
 
+def _step(opt: torch.optim.Optimizer, sched: Any, loss: torch.Tensor, losses: list[float], bar: Any,
+          error: str) -> None:
+    """One optimiser and schedule step; RelocError (``error`` with the value) on a non-finite loss."""
+    if not torch.isfinite(loss):
+        raise RelocError(error.format(loss.item()))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    losses.append(float(loss.detach()))
+    if len(losses) % 10 == 1:
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+
+
 def _train_radiance(model: NerfP, images_nhw3: torch.Tensor, poses_n44: torch.Tensor, depths_nhw: torch.Tensor | None,
                     K: Intrinsics, steps: int, batch_rays: int, lr: float, depth_weight: float,
                     gen: torch.Generator, progress: bool) -> list[float]:
@@ -718,15 +732,7 @@ def _train_radiance(model: NerfP, images_nhw3: torch.Tensor, poses_n44: torch.Te
                 depth_err = float(err_r.mean().detach())
                 # L1 in box units (metres / half the box), so one weight suits a desk and a hall alike.
                 loss = loss + depth_weight * err_r.mean() / model.pose_scale
-        if not torch.isfinite(loss):
-            raise RelocError(f"NeRF-P stage 1 loss became {loss.item()} at step {step}; lower lr (now {lr})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        _step(opt, sched, loss, losses, bar, f"NeRF-P stage 1 loss became {{}} at step {step}; lower lr (now {lr})")
         if (step + 1) % every == 0 or step + 1 == steps:
             depth_txt = "" if math.isnan(depth_err) else f" depth L1 {depth_err:.3f} m"
             log.info("nerfp stage 1 step %d/%d loss %.4f batch psnr %.2f dB%s", step + 1, steps, losses[-1],
@@ -763,15 +769,8 @@ def _train_pose(model: NerfP, poses_n44: torch.Tensor, K: Intrinsics, steps: int
         out = model.render_rays(o_bp3.reshape(-1, 3), d_bp3.reshape(-1, 3), generator=gen, with_pose=True)
         pred_b12 = model.decode_pose(out["posemap_rk"].reshape(len(idx_b), hp, wp, -1))
         loss = F.mse_loss(pred_b12, target_n12[idx_b])  # L2 on the flattened 3 x 4 pose, as DFNet
-        if not torch.isfinite(loss):
-            raise RelocError(f"NeRF-P stage 2 loss became {loss.item()} at step {step}; lower lr_pose (now {lr})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        _step(opt, sched, loss, losses, bar,
+              f"NeRF-P stage 2 loss became {{}} at step {step}; lower lr_pose (now {lr})")
         if (step + 1) % every == 0 or step + 1 == steps:
             log.info("nerfp stage 2 step %d/%d pose loss %.5f", step + 1, steps, losses[-1])
     return losses
