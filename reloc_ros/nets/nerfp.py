@@ -615,7 +615,8 @@ def mean_colour_psnr(train_images_nhw3: np.ndarray, test_images_nhw3: np.ndarray
     return float(np.mean([psnr_from_mse(np.mean((img - mean_3) ** 2)) for img in test]))
 
 
-def _is_oom(err: BaseException) -> bool:
+def is_oom(err: BaseException) -> bool:
+    """Tell whether an exception is a CPU or CUDA out-of-memory error."""
     msg = str(err).lower()
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in msg or "can't allocate memory" in msg
 
@@ -634,7 +635,7 @@ def psnr(model: NerfP, images_nhw3: np.ndarray, poses_n44: np.ndarray, K: Intrin
                 rgb = model.render_image(T, K, chunk=chunk, with_pose=False)["rgb_hw3"].cpu().double().numpy()
                 vals.append(psnr_from_mse(np.mean((rgb - img / 255.0) ** 2)))
     except RuntimeError as e:
-        if _is_oom(e):
+        if is_oom(e):
             raise RelocError(f"NeRF-P ran out of memory rendering {K.width}x{K.height} images ({e}); lower "
                              f"chunk (now {chunk})") from e
         raise
@@ -872,7 +873,7 @@ def fit_nerfp(images_nhw3: np.ndarray, poses_n44: np.ndarray, K: Intrinsics, dep
             log.info("NeRF-P held-out PSNR %.2f dB (mean-colour image %.2f dB) on %d frames",
                      report["holdout_psnr"], report["holdout_psnr_mean_colour"], hold.size)
     except RuntimeError as e:
-        if isinstance(e, RelocError) or not _is_oom(e):
+        if isinstance(e, RelocError) or not is_oom(e):
             raise
         raise RelocError(f"NeRF-P ran out of memory on {dev} fitting {K.width}x{K.height} images with "
                          f"batch_rays={batch_rays} ({e}); lower batch_rays or the image resolution") from e

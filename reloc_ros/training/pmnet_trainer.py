@@ -75,7 +75,7 @@ from reloc_ros.errors import RelocError
 from reloc_ros.geometry import make_pose, rotation_error_deg, translation_error
 from reloc_ros.io_utils import atomic_path
 from reloc_ros.nets import pmnet as P
-from reloc_ros.nets.nerfp import NerfP, NerfPConfig, fit_nerfp, psnr_from_mse
+from reloc_ros.nets.nerfp import NerfP, NerfPConfig, fit_nerfp, is_oom, psnr_from_mse
 from reloc_ros.training.data import (PoseNormaliser, augment, normalise_input, split_time_blocks,
                                      to_network_input)
 from reloc_ros.training.trainer import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _barrier, _export,
@@ -96,10 +96,6 @@ def sidecar_path_for(model_path: Path) -> Path:
 def _oom_hint(cfg: TrainConfig) -> str:
     return (f"lower --nerf-rays (now {cfg.nerf_rays}), --nerf-resolution (now {cfg.nerf_resolution}), "
             f"--batch-size (now {cfg.batch_size}) or --input-size (now {cfg.input_size[0]}x{cfg.input_size[1]})")
-
-
-def _is_oom(e: BaseException) -> bool:
-    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
 # ---------------------------------------------------------------------------
@@ -125,8 +121,10 @@ def _fit_or_load_nerf(ds, train_idx: np.ndarray, val_idx: np.ndarray, cfg: Train
                       cache_dir: str | Path | None, progress: bool) -> tuple[NerfP, dict]:
     """Fit NeRF-P on the training frames (rank 0), or reload the one fitted earlier for the same data and options."""
     path, key = _nerf_path(cfg, run, cache_dir)
-    if run.dist.main and path.exists() and torch.load(path, map_location="cpu", weights_only=True)["key"] == key:
-        log.info("reusing the NeRF-P fitted earlier for this data and these options (%s)", path)
+    saved = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+    if saved is not None and saved["key"] == key:
+        if run.dist.main:
+            log.info("reusing the NeRF-P fitted earlier for this data and these options (%s)", path)
     elif run.dist.main:
         images, poses = ds.images, ds.poses_n44
         idx = np.concatenate([train_idx, val_idx])  # NeRF-P sees only the training frames; the rest are held out
@@ -146,10 +144,12 @@ def _fit_or_load_nerf(ds, train_idx: np.ndarray, val_idx: np.ndarray, cfg: Train
         report = {k: v for k, v in report.items() if k not in ("stage_rgb", "stage_pose")} | {
             stage: {k: v for k, v in report[stage].items() if k != "losses"} for stage in ("stage_rgb", "stage_pose")}
         path.parent.mkdir(parents=True, exist_ok=True)
+        saved = {"key": key, "nerfp": nerf.to_checkpoint(), "report": report}
         with atomic_path(path) as tmp:
-            torch.save({"key": key, "nerfp": nerf.to_checkpoint(), "report": report}, tmp)
+            torch.save(saved, tmp)
     _barrier(run.dist)
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved is None or saved["key"] != key:  # another rank fitted it
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     nerf = NerfP.from_checkpoint(saved["nerfp"]).to(run.dev).eval()
     for p in nerf.parameters():
         p.requires_grad_(False)
@@ -272,7 +272,7 @@ def train_pmnet(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig,
         if "rvs" in losses:
             rvs, pm_rvs = _render_set(nerf, rvs_poses, K, dev, progress and d.main, "rendering RVS views")
     except RuntimeError as e:
-        if _is_oom(e):
+        if is_oom(e):
             raise RelocError(f"out of memory rendering {K.width}x{K.height} views on {dev}: {_oom_hint(cfg)}") from e
         raise
     tg = _Targets(_matrices(train_poses, normaliser), synth, pm_gt, rvs,
@@ -348,7 +348,7 @@ def train_pmnet(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig,
                         "--resume", epoch, epoch - 1, ckpt_path)
         raise
     except RuntimeError as e:
-        if _is_oom(e) and not isinstance(e, RelocError):
+        if is_oom(e) and not isinstance(e, RelocError):
             raise RelocError(f"out of memory training APRNet on {dev}: {_oom_hint(cfg)}") from e
         raise
     seconds["aprnet"] = time.perf_counter() - t0
