@@ -43,9 +43,10 @@ HYPS = np.stack([T_MAP_CAM @ make_pose([0.1, 0.0, 0.0], [0, 0, 0, 1]),
                  T_MAP_CAM @ make_pose([0.0, 0.0, 0.2], Rotation.from_euler("x", 5, degrees=True).as_quat())])
 
 
-def estimate(confidence=0.95, hypotheses=HYPS, map_frame="map", T_map_cam=T_MAP_CAM, cov=COV_CAM):
+def estimate(confidence=0.95, hypotheses=HYPS, map_frame="map", T_map_cam=T_MAP_CAM, cov=COV_CAM,
+             status="verified"):
     return Estimate(STAMP, T_map_cam.copy(), cov.copy(), confidence, np.asarray(hypotheses), {}, map_frame,
-                    "camera_optical_frame")
+                    "camera_optical_frame", status=status)
 
 
 def frame(est=None, **kw):
@@ -181,3 +182,22 @@ def test_detector_is_fed_the_base_pose_and_its_decision_returned(offset_m, reini
 
 def test_no_detector_no_decision():
     assert frame().decision is None
+
+
+def test_only_verified_poses_move_tf_and_recovery_unless_allowed():
+    detector = KidnapDetector(RecoveryConfig(consecutive=1, reinit_without_belief=True))
+    fr = frame(estimate(status="unverified"), detector=detector)
+    assert fr.T_map_base is not None  # the pose itself is still there to publish
+    assert fr.tf is None and fr.decision is None
+    assert any("pose unverified" in n and "allow_unverified" in n for n in fr.notes)
+    fr = frame(estimate(status="unverified"), detector=detector, allow_unverified=True)
+    assert fr.tf is not None and fr.decision is not None
+
+
+def test_a_failed_estimate_never_acts_even_when_unverified_ones_may():
+    detector = KidnapDetector(RecoveryConfig(consecutive=1, reinit_without_belief=True))
+    est = estimate(status="failed")
+    assert not est.publishable
+    fr = frame(est, detector=detector, allow_unverified=True)
+    assert fr.tf is None and fr.decision is None
+    assert any("pose failed" in n for n in fr.notes)

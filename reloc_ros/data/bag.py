@@ -211,7 +211,7 @@ def choose_image_topic(bag: Bag, image_topic: str | None) -> str:
                      "choose one with --image-topic")
 
 
-def _camera_info_topic(bag: Bag, image_topic: str) -> str | None:
+def camera_info_topic(bag: Bag, image_topic: str) -> str | None:
     """Find the CameraInfo beside the image topic (image_transport's naming), or the only one."""
     infos = [t for t, m in bag.topics.items() if m == CAMERA_INFO_TYPE]
     base = image_topic.rsplit("/", 1)[0]
@@ -440,16 +440,20 @@ def _read(bag: Bag, source: BagSource, load_images: bool, image_size: tuple[int,
     return ds
 
 
+def read_camera_intrinsics(bag: Bag, image_topic: str) -> Intrinsics | None:
+    """Return the intrinsics of the CameraInfo beside ``image_topic`` (its first message), or None without one."""
+    info_topic = camera_info_topic(bag, image_topic)
+    msg = None if info_topic is None else bag.first_message(info_topic)
+    return None if msg is None else conversions.camera_info_to_intrinsics(msg)
+
+
 def _intrinsics(bag: Bag, image_topic: str, native_size: tuple[int, int] | None,
                 image_size: tuple[int, int] | None, mode: str) -> Intrinsics | None:
-    info_topic = _camera_info_topic(bag, image_topic)
-    if info_topic is None:
+    info_topic = camera_info_topic(bag, image_topic)
+    K = read_camera_intrinsics(bag, image_topic)
+    if K is None:
         log.warning("no CameraInfo for %s: intrinsics unknown", image_topic)
         return None
-    msg = bag.first_message(info_topic)
-    if msg is None:
-        return None
-    K = conversions.camera_info_to_intrinsics(msg)
     if native_size is not None and (K.width, K.height) != native_size:
         raise RelocError(f"CameraInfo on '{info_topic}' is for {K.width}x{K.height} images but '{image_topic}' "
                          f"has {native_size[0]}x{native_size[1]}")

@@ -39,6 +39,7 @@ one inference.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -50,6 +51,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from reloc_ros.conversions import compressed_to_rgb8, image_to_rgb8, stamp_to_ns
+from reloc_ros.data.types import Intrinsics
 from reloc_ros.errors import RelocError
 from reloc_ros.geometry import make_pose
 from reloc_ros.preprocess import preprocess_image
@@ -59,8 +61,15 @@ logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torchscript", "onnx")
 """``auto``: ONNX Runtime for ``.onnx`` files, TorchScript otherwise."""
-STAGES = ("decode", "preprocess", "inference", "postprocess")
-"""Timed stages of one frame, in order; ``total`` is their sum."""
+STAGES = ("decode", "preprocess", "inference", "postprocess", "verification")
+"""Timed stages of one frame, in order; ``total`` is their sum (``verification`` is 0 when it is off)."""
+STATUSES = ("verified", "unverified", "failed")
+"""Per-frame status: ``verified`` (the feature map confirmed and refined the pose), ``unverified`` (learned pose
+only: no map, or verification off) or ``failed`` (the geometry does not confirm the learned pose: publish nothing)."""
+VERIFY_MODES = ("auto", "on", "off")
+"""``auto``: verify when the model file carries a feature map; ``on``: a model without one is an error."""
+# The last verified pose is a candidate for the next frame only within this time (and with increasing stamps).
+_SEQUENCE_GAP_NS = 1_000_000_000
 # Median of the norm of a 3-D isotropic Gaussian vector, in units of its per-axis sigma (Maxwell distribution).
 _MAXWELL_MEDIAN = 1.5382
 
@@ -85,6 +94,11 @@ class Estimate:
         timings_ms: milliseconds per stage (:data:`STAGES`) and ``total``
             (for a batch, inference and postprocess are per image).
         map_frame, camera_frame: frame ids from the model's metadata.
+        status: one of :data:`STATUSES`.
+        status_detail: why, in words (inlier counts, or what the geometry rejected).
+        inliers: PnP inliers behind a verified or failed pose (0 when not verified).
+        learned_T_map_cam, learned_covariance: the model's own answer when verification ran (the published
+            pose is the refined one), else None.
     """
 
     stamp_ns: int
@@ -95,6 +109,16 @@ class Estimate:
     timings_ms: dict[str, float]
     map_frame: str
     camera_frame: str
+    status: str = "unverified"
+    status_detail: str = ""
+    inliers: int = 0
+    learned_T_map_cam: np.ndarray | None = None
+    learned_covariance: np.ndarray | None = None
+
+    @property
+    def publishable(self) -> bool:
+        """Whether a pose may be published for this frame at all (never for ``failed``)."""
+        return self.status != "failed"
 
     @property
     def sigmas(self) -> tuple[float, float]:
@@ -181,12 +205,16 @@ class Relocalizer:
         hypotheses: most hypotheses to return per frame.
         warmup: inferences run at load time (first calls are slow).
         threads: CPU threads for inference (default: the library's).
+        verify: geometric verification against the model file's feature map (:data:`VERIFY_MODES`):
+            ``auto`` verifies when the file carries a map, ``on`` refuses a file without one, ``off`` gives
+            learned poses only (status ``unverified``).
+        verify_config: thresholds of the verification (:class:`~reloc_ros.runtime.verify.VerifyConfig`).
     """
 
     def __init__(self, model_path: str | Path, device: str = "auto", backend: str = "auto",
                  samples: int | None = None, seed: int = 0,
                  tolerance: tuple[float, float] = U.DEFAULT_TOLERANCE, hypotheses: int = 8, warmup: int = 2,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, verify: str = "auto", verify_config: Any = None) -> None:
         path = Path(model_path)
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
@@ -194,6 +222,8 @@ class Relocalizer:
             raise ValueError(f"device must be a string such as auto, cpu, cuda or cuda:0, got {device!r}")
         if len(tolerance) != 2 or not all(isinstance(v, (int, float)) and v > 0 for v in tolerance):
             raise ValueError(f"tolerance must be (metres, degrees), both > 0, got {tolerance!r}")
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"unknown verify mode {verify!r}; valid: {', '.join(VERIFY_MODES)}")
         if backend == "auto":
             backend = "onnx" if path.suffix.lower() == ".onnx" else "torchscript"
         self.backend_name = backend
@@ -209,8 +239,12 @@ class Relocalizer:
         self.max_hypotheses = max(0, int(hypotheses))
         self._lock = threading.Lock()
         self._setup_uncertainty(samples, seed)
-        for _ in range(max(0, int(warmup))):  # the whole path: first calls of torch, OpenCV and SciPy are slow
-            self.relocalize(np.zeros((self.input_size[1], self.input_size[0], 3), np.uint8))
+        self._setup_verification(verify, verify_config)
+        # The whole path: first calls of torch, OpenCV, SciPy (and the verification's) are slow.
+        K = None if self._verifier is None else self._verifier.map.intrinsics
+        warm = (self.input_size[1], self.input_size[0]) if K is None else (K.height, K.width)
+        for _ in range(max(0, int(warmup))):
+            self.relocalize(np.zeros((*warm, 3), np.uint8))
         self.reset_sequence()
         logger.info("loaded %s", self.describe())
 
@@ -262,11 +296,61 @@ class Relocalizer:
         self.calibration = U.Calibration()
         self.uncertainty = f"{method}, uncalibrated"
 
+    def _setup_verification(self, mode: str, config: Any) -> None:
+        """Load the model file's feature map into a :class:`~reloc_ros.runtime.verify.Verifier` (or say why not)."""
+        self._verifier = None
+        self._last_verified: tuple[int, np.ndarray] | None = None
+        if mode == "off":
+            self.verification = "off"
+            return
+        loaded = None
+        if self.backend_name == "onnx":
+            why = "ONNX files carry no feature map (it is stored in the TorchScript .pt file)"
+        else:
+            from reloc_ros.mapping.storage import load_map
+
+            loaded = load_map(self.model_path, self.metadata)
+            why = "the model file carries no feature map (build one with 'reloc-ros map MODEL BAG')"
+        if loaded is None:
+            if mode == "on":
+                raise RelocError(f"verification is on but {why}; or run with verification off")
+            logger.warning("model '%s': %s; poses are the model's alone (status 'unverified'), and by default they "
+                           "do not move map -> odom or /initialpose", self.model_path, why)
+            self.verification = f"none: {why}"
+            return
+        from reloc_ros.runtime.verify import Verifier
+
+        fmap, cal = loaded
+        entry = self.metadata["feature_map"]
+        if entry.get("map_frame", self.map_frame) != self.map_frame:
+            raise RelocError(f"the feature map of '{self.model_path}' is in frame '{entry.get('map_frame')}' but the "
+                             f"model's poses are in '{self.map_frame}'; rebuild it with 'reloc-ros map'")
+        calibration = U.Calibration.from_dict(cal) if cal else None
+        if calibration is None:
+            logger.warning("model '%s': the feature map's covariance is not calibrated (built outside the trainer "
+                           "or with too few held-out frames): verified poses carry the raw PnP covariance",
+                           self.model_path)
+        self._verifier = Verifier(fmap, config, calibration)
+        self.verification = (f"{fmap.feature} feature map, {len(fmap.kf_poses_k44)} key frames, "
+                             f"{len(fmap.points_p3)} points ({fmap.info.get('point_source', '?')})"
+                             + ("" if calibration else ", uncalibrated"))
+
+    @property
+    def verifying(self) -> bool:
+        """Whether frames are verified against a feature map."""
+        return self._verifier is not None
+
+    @property
+    def feature_map(self) -> Any:
+        """The loaded :class:`~reloc_ros.mapping.featuremap.FeatureMap`, or None."""
+        return None if self._verifier is None else self._verifier.map
+
     def describe(self) -> str:
-        """One line: model, input, backend, device, uncertainty."""
+        """One line: model, input, backend, device, uncertainty, verification."""
         w, h = self.input_size
         return (f"{self.metadata.get('model')} ({self.metadata.get('model_kind')}) from {self.model_path}, "
-                f"{self.preprocessing} {w}x{h}, {self.backend_name} on {self.device}; covariance: {self.uncertainty}")
+                f"{self.preprocessing} {w}x{h}, {self.backend_name} on {self.device}; covariance: {self.uncertainty}"
+                f"; verification: {self.verification}")
 
     # -- inference ----------------------------------------------------------
 
@@ -281,8 +365,15 @@ class Relocalizer:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {rgb.dtype} {rgb.shape}")
         return preprocess_image(rgb, self.preprocessing, self.input_size)
 
-    def relocalize(self, rgb_hw3: np.ndarray, stamp_ns: int = 0, decode_ms: float = 0.0) -> Estimate:
-        """Return the :class:`Estimate` for one RGB uint8 image; :class:`NoEstimate` if the model fails on it."""
+    def relocalize(self, rgb_hw3: np.ndarray, stamp_ns: int = 0, decode_ms: float = 0.0,
+                   intrinsics: Intrinsics | None = None) -> Estimate:
+        """Return the :class:`Estimate` for one RGB uint8 image; :class:`NoEstimate` if the model fails on it.
+
+        With a feature map the learned pose is verified on the full image
+        (``intrinsics``: the image's camera, from CameraInfo; without them the
+        map's camera is assumed). ``ValueError`` when the image's camera is not
+        the map's (at any resolution).
+        """
         t0 = time.perf_counter()
         x = self.preprocess(rgb_hw3)[None]
         preprocess_ms = (time.perf_counter() - t0) * 1e3
@@ -290,7 +381,32 @@ class Relocalizer:
                                                               "preprocess": preprocess_ms})
         if isinstance(est, NoEstimate):
             raise est
+        if self._verifier is not None:
+            est = self._verify(est, np.asarray(rgb_hw3), intrinsics)
         return est
+
+    def _verify(self, est: Estimate, rgb_hw3: np.ndarray, intrinsics: Intrinsics | None) -> Estimate:
+        """Verify a learned estimate against the feature map; return the verified or failed estimate."""
+        t0 = time.perf_counter()
+        cands = [est.T_map_cam[None], est.hypotheses.reshape(-1, 4, 4)]
+        last = self._last_verified
+        if last is not None and 0 < est.stamp_ns - last[0] <= _SEQUENCE_GAP_NS:
+            cands.append(last[1][None])
+        v = self._verifier.verify(rgb_hw3, np.concatenate(cands), intrinsics)
+        timings = dict(est.timings_ms)
+        timings.update(v.timings_ms)
+        timings["verification"] = (time.perf_counter() - t0) * 1e3
+        timings["total"] = sum(timings[k] for k in STAGES)
+        common = dict(timings_ms=timings, inliers=v.inliers, learned_T_map_cam=est.T_map_cam,
+                      learned_covariance=est.covariance)
+        if v.status != "verified":
+            return dataclasses.replace(est, status="failed", status_detail=v.detail, **common)
+        with self._lock:
+            self._last_verified = (est.stamp_ns, v.T_map_cam)
+        cov = self._verifier.calibration.apply(v.raw_covariance)
+        return dataclasses.replace(est, T_map_cam=v.T_map_cam, covariance=cov,
+                                   confidence=U.confidence(cov, self.tolerance), status="verified",
+                                   status_detail=f"{v.detail} (key frames from the {v.source})", **common)
 
     def relocalize_preprocessed(self, x_bhw3: np.ndarray, stamps_ns: Any,
                                 timings_ms: Mapping[str, float] | None = None) -> list[Estimate | NoEstimate]:
@@ -363,31 +479,36 @@ class Relocalizer:
         return self._with_timings(results, timings_ms, infer_ms, post_s * 1e3 / n)
 
     def reset_sequence(self) -> None:
-        """Forget the previous frames (CamNet's sequence hypotheses); e.g. after the robot was carried away."""
-        if self._sequence is not None:
-            with self._lock:
+        """Forget the previous frames (CamNet's sequence hypotheses, the last verified pose).
+
+        E.g. after the robot was carried away.
+        """
+        with self._lock:
+            self._last_verified = None
+            if self._sequence is not None:
                 self._sequence.clear()
 
     @staticmethod
     def _with_timings(results: list[Estimate | NoEstimate], timings_ms: Mapping[str, float] | None,
                       inference_ms: float, postprocess_ms: float) -> list[Estimate | NoEstimate]:
-        base = {"decode": 0.0, "preprocess": 0.0, **(timings_ms or {}), "inference": inference_ms,
-                "postprocess": postprocess_ms}
+        base = {"decode": 0.0, "preprocess": 0.0, "verification": 0.0, **(timings_ms or {}),
+                "inference": inference_ms, "postprocess": postprocess_ms}
         base["total"] = sum(base[k] for k in STAGES)
         for est in results:
             if isinstance(est, Estimate):
                 est.timings_ms.update(base)  # type: ignore[attr-defined]
         return results
 
-    def relocalize_msg(self, msg: Any) -> Estimate:
+    def relocalize_msg(self, msg: Any, intrinsics: Intrinsics | None = None) -> Estimate:
         """Decode a ``sensor_msgs/Image`` or ``CompressedImage`` and relocalize it, stamped with its header stamp.
 
+        ``intrinsics``: the camera's (from its CameraInfo), for verification.
         ``ValueError`` for an encoding that cannot become RGB (the message says which are supported).
         """
         t0 = time.perf_counter()
         rgb = decode_image(msg)
         decode_ms = (time.perf_counter() - t0) * 1e3
-        return self.relocalize(rgb, stamp_to_ns(msg.header.stamp), decode_ms)
+        return self.relocalize(rgb, stamp_to_ns(msg.header.stamp), decode_ms, intrinsics)
 
 
 def decode_image(msg: Any) -> np.ndarray:

@@ -68,7 +68,8 @@ class FrameResult:
 def localize_frame(est: Estimate, *, T_base_cam: np.ndarray | None, base_frame: str, camera_frame: str,
                    odom_frame: str = "odom", T_odom_base: np.ndarray | None = None, publish_tf: bool = True,
                    min_confidence: float = 0.5, detector: KidnapDetector | None = None,
-                   belief: tuple[np.ndarray, np.ndarray] | None = None) -> FrameResult:
+                   belief: tuple[np.ndarray, np.ndarray] | None = None,
+                   allow_unverified: bool = False) -> FrameResult:
     """Turn a camera estimate into the poses, TF and re-initialisation decision to publish.
 
     Args:
@@ -82,8 +83,12 @@ def localize_frame(est: Estimate, *, T_base_cam: np.ndarray | None, base_frame: 
         min_confidence: below it, no TF correction (the pose is still published).
         detector: kidnapped-robot detector to update, or None.
         belief: the robot's current ``map -> base_frame`` and its covariance, or None.
+        allow_unverified: also act (TF correction, re-initialisation) on ``unverified`` (learned-only)
+            estimates; by default only ``verified`` ones move the robot's belief. A ``failed`` estimate is
+            never acted on (and its pose must not be published: see ``Estimate.publishable``).
     """
     notes: list[str] = []
+    may_act = est.status == "verified" or (est.status == "unverified" and allow_unverified)
     if T_base_cam is None:
         notes.append(f"no transform {base_frame} -> {camera_frame}: only the camera pose is published; the "
                      f"{base_frame} pose, TF correction and recovery are skipped")
@@ -94,6 +99,9 @@ def localize_frame(est: Estimate, *, T_base_cam: np.ndarray | None, base_frame: 
     tf = None
     if not publish_tf:
         pass
+    elif not may_act:
+        notes.append(f"pose {est.status}: TF correction skipped (only verified poses move the map -> odom "
+                     f"correction{'' if est.status == 'failed' else '; allow_unverified changes that'})")
     elif est.confidence < min_confidence:
         notes.append(f"confidence {est.confidence:.2f} < min_confidence {min_confidence:.2f}: TF correction "
                      f"skipped")
@@ -106,6 +114,6 @@ def localize_frame(est: Estimate, *, T_base_cam: np.ndarray | None, base_frame: 
     if tf is not None:
         tf = (est.map_frame, tf[1], tf[2])
     decision = None
-    if detector is not None:
+    if detector is not None and may_act:
         decision = detector.update(est.stamp_ns, T_map_base, cov_base, est.confidence, belief)
     return FrameResult(est, T_map_base, cov_base, hyps, tf, decision, notes)
