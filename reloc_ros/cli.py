@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -138,7 +139,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     Renders a mapping bag (the robot drives its loop twice) and a query bag of
     a different route, trains a model on the first through the same trainer
-    ``reloc-ros train`` uses, replays the second through the relocalizer as
+    ``reloc-ros train`` uses, builds the feature map that verifies its poses
+    (triangulated from the mapping run's poses, as ``reloc-ros map``), replays the second through the relocalizer as
     ``reloc-ros replay`` (and the node) would, and reports its accuracy and
     covariance calibration, beside the mean-pose baseline: the same figures
     ``reloc-ros eval`` gives for the same files. Bags and the model already
@@ -155,7 +157,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rate_hz = 10.0
-    lap_m = make_run(route="train", frames=args.frames, size=args.size, seed=args.seed).curve.length_m
+    lap_m = make_run(route="train", frames=args.frames, size=args.size, seed=args.seed,
+                     scene=args.scene).curve.length_m
     runs = {"mapping": ("train", args.frames, 2 * lap_m * rate_hz / args.frames),
             "query": ("test", max(1, args.frames // 2), None)}
     datasets = {}
@@ -165,7 +168,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             log.info("reusing %s (delete it to render again)", bag)
         else:
             write_synthetic_bag(bag, route=route, frames=frames, seed=args.seed, size=args.size, depth=True,
-                                progress=not args.quiet, speed_mps=speed, rate_hz=rate_hz)
+                                progress=not args.quiet, speed_mps=speed, rate_hz=rate_hz, scene=args.scene)
         ds = read_bag_dataset(bag, BagSource(), load_images=False)
         write_tum(out / f"{name}_gt.tum", ds.stamps_ns, ds.poses_n44)
         datasets[name] = ds
@@ -185,11 +188,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         source = BagSource(depth_topic=DEPTH_TOPIC if args.model in ("camnet", "pmnet") else None)
         train([out / "mapping_bag"], source, cfg, model, resume=checkpoint_path_for(model).exists(),
               cache_dir=out / "cache", progress=not args.quiet)
+    from reloc_ros.training.export import read_metadata
+
+    if args.verify and "feature_map" not in read_metadata(model):
+        # The feature map that verifies every pose, triangulated from the mapping run's poses (no depth used).
+        _print_map(build_model_map_cli(model, [out / "mapping_bag"], BagSource(), map_config_from_args(args),
+                                       not args.quiet), model)
     # The query bag goes through the relocalizer exactly as the node would run it (reloc-ros replay).
     relocalized = out / "relocalized_bag"
     if relocalized.exists():
         shutil.rmtree(relocalized)  # the demo's own output of an earlier run
-    result = replay(model, [out / "query_bag"], relocalized, progress=not args.quiet)
+    result = replay(model, [out / "query_bag"], relocalized, progress=not args.quiet,
+                    verify="auto" if args.verify else "off")
     report = result.report
     if report is None:
         raise RelocError(f"the query bag {out / 'query_bag'} has no ground truth for the replayed frames")
@@ -227,7 +237,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from reloc_ros.training.trainer import train
 
     cfg = train_config_from_args(args)
-    result = train(args.bags, bag_source_from_args(args), cfg, args.out, resume=args.resume,
+    source = bag_source_from_args(args)
+    map_config = map_config_from_args(args) if args.map != "none" else None
+    if map_config is not None:  # before hours of training: a map that cannot be built is said now
+        from reloc_ros.mapping.mapper import check_camera_info
+
+        check_camera_info(args.bags, source.image_topic)
+    result = train(args.bags, source, cfg, args.out, resume=args.resume,
                    cache_dir=args.cache_dir, device=args.device, progress=not args.quiet, onnx=args.onnx)
     if result.val_metrics:
         from reloc_ros.training.evaluate import format_report
@@ -236,6 +252,48 @@ def cmd_train(args: argparse.Namespace) -> int:
         b = result.baseline
         print(f"mean-pose baseline on the same frames: {b['median_translation_m']:.3f} m, "
               f"{b['median_rotation_deg']:.2f} deg")
+    if map_config is not None and int(os.environ.get("RANK", "0")) == 0:  # under torchrun: rank 0 only
+        _print_map(build_model_map_cli(args.out, args.bags, source, map_config, not args.quiet), args.out)
+    return 0
+
+
+def map_config_from_args(args: argparse.Namespace):
+    """Return the MapConfig of ``--feature`` / ``--max-features``."""
+    from reloc_ros.mapping.build import MapConfig
+
+    return MapConfig(feature=args.feature, max_features=args.max_features)
+
+
+def build_model_map_cli(model: Path, bags: Sequence[Path], source, config, progress: bool) -> dict:
+    """Build and store the model's feature map (see :mod:`reloc_ros.mapping.mapper`)."""
+    from reloc_ros.mapping.mapper import build_model_map
+
+    return build_model_map(model, bags, source, config, progress=progress)
+
+
+def _print_map(entry: dict, model: Path) -> None:
+    K = entry.get("intrinsics") or {}
+    print(f"feature map stored in {model}: {entry.get('feature')} features, {entry.get('keyframes')} key frames, "
+          f"{entry.get('points')} points ({entry.get('point_source')}), {entry.get('bytes', 0) / 1e6:.1f} MB, "
+          f"camera {K.get('width')}x{K.get('height')}, built in {entry.get('build_s')} s")
+    if entry.get("calibration"):
+        c = entry["calibration"]
+        print(f"verified covariance calibrated on {entry.get('calibration_frames')} held-out mapping frames: "
+              f"scale {c['scale_t']:.2f} (position) / {c['scale_r']:.2f} (rotation)")
+    else:
+        print(f"verified covariance NOT calibrated: {entry.get('calibration_error', 'too few held-out frames')}")
+    if entry.get("sparse"):
+        print("warning: the map is sparse; many frames will fail verification (see the log for the numbers)")
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    """Build (or rebuild) the feature map of an existing model from mapping bags, without retraining."""
+    from reloc_ros.training.export import read_model_metadata
+
+    meta = read_model_metadata(args.model)
+    source = bag_source_from_args(args, trained_with=meta.get("bag_source"))
+    _print_map(build_model_map_cli(args.model, args.bags, source, map_config_from_args(args), not args.quiet),
+               args.model)
     return 0
 
 
@@ -267,9 +325,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     meta = read_model_metadata(args.model)
     source = bag_source_from_args(args, trained_with=meta.get("bag_source"))
     pred, ds, report, cov = evaluate_model_on_bags(args.model, args.bags, source, progress=not args.quiet,
-                                                   device=args.device, backend=args.backend)
+                                                   device=args.device, backend=args.backend, verify=args.verify)
     print(format_report(report, title=f"{args.model} on {ds.source}"))
-    _write_outputs(args, report, pred, ds.poses_n44, cov, (ds.stamps_ns, pred))
+    _write_outputs(args, report if len(pred) else None, pred, ds.poses_n44, cov, (ds.stamps_ns, pred))
+    if args.json and not len(pred):
+        from reloc_ros.training.evaluate import write_report_json
+
+        write_report_json(args.json, report)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -300,7 +363,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     result = replay(args.model, [args.in_bag], args.out_bag, source, base_frame=args.base_frame,
                     odom_frame=args.odom_frame, publish_tf=not args.no_tf, min_confidence=args.min_confidence,
                     recovery=RecoveryConfig(enabled=not args.no_recovery), device=args.device,
-                    backend=args.backend, progress=not args.quiet)
+                    backend=args.backend, progress=not args.quiet, verify=args.verify,
+                    allow_unverified=args.allow_unverified)
     print(f"wrote {result.out_bag}: {result.summary()}")
     for stamp, reason in result.reinitialisations:
         print(f"  /initialpose at {stamp * 1e-9:.3f} s: {reason}")
@@ -360,6 +424,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         results = run_pmnet_benchmark(quick=args.quick, progress=not args.quiet)
         markdown = markdown_table(results)
+    elif args.suite == "verify":
+        from reloc_ros.bench.verify import markdown_table, run_verify_benchmark
+
+        results = run_verify_benchmark(quick=args.quick, progress=not args.quiet)
+        markdown = markdown_table(results)
     elif args.suite == "runtime":
         from reloc_ros.bench_runtime import markdown_table, run_runtime_benchmark
 
@@ -413,6 +482,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="decoded-frame cache (default: ~/.cache/reloc_ros)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--onnx", action="store_true", help="also export OUT.onnx, checked against the TorchScript")
+    p.add_argument("--map", choices=("auto", "none"), default="auto",
+                   help="auto: after training, build the feature map that verifies poses (the bags need "
+                        "CameraInfo) and store it in OUT; none: learned poses only (default: auto)")
+    _add_map_args(p)
     g = p.add_argument_group("camnet")
     g.add_argument("--similarity", choices=SIMILARITIES, default=d.similarity,
                    help="pair overlap for the retrieval losses: frustum (needs --depth-topic), orb, or auto "
@@ -445,6 +518,18 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help=f"rays per NeRF-P step (default: {d.nerf_rays}); lower it when memory runs out")
 
 
+def _add_map_args(p: argparse.ArgumentParser) -> None:
+    from reloc_ros.mapping.build import MapConfig
+    from reloc_ros.mapping.features import FEATURE_TYPES
+
+    d = MapConfig()
+    g = p.add_argument_group("feature map (geometric verification)")
+    g.add_argument("--feature", choices=FEATURE_TYPES, default=d.feature,
+                   help=f"local features of the map: sift (accurate) or orb (fast); default: {d.feature}")
+    g.add_argument("--max-features", type=_positive_int, default=d.max_features,
+                   help=f"features per image (default: {d.max_features})")
+
+
 def _add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, help="write the report as JSON")
     p.add_argument("--plots", type=Path, metavar="DIR",
@@ -453,6 +538,9 @@ def _add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N (default: cpu)")
     p.add_argument("--backend", choices=("auto", "torchscript", "onnx"), default="auto",
                    help="auto: ONNX Runtime for .onnx files, TorchScript otherwise")
+    p.add_argument("--verify", choices=("auto", "on", "off"), default="auto",
+                   help="geometric verification against the model file's feature map: auto (when it has one), on "
+                        "(an error without one), off (the learned poses alone, for comparison); default: auto")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -484,6 +572,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a pose regressor on bags and export one TorchScript model file")
     _add_train_args(p)
     p.set_defaults(func=cmd_train, train_parser=p)  # for --config: its defaults are reset from the file
+
+    p = sub.add_parser("map", help="build the 3-D feature map that verifies a model's poses, from mapping bags, "
+                                   "and store it in the model file (no retraining)")
+    p.add_argument("model", type=Path, help="exported model file (.pt TorchScript)")
+    p.add_argument("bags", nargs="+", type=Path, help="mapping bag(s) with ground truth and CameraInfo")
+    add_bag_source_args(p, from_model=True)
+    _add_map_args(p)
+    p.set_defaults(func=cmd_map)
 
     p = sub.add_parser("align", help="PMNet_ud: fine-tune a PMNet model on bags of images without poses; the "
                                      "aligned model is written beside the original")
@@ -521,6 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-confidence", type=float, default=0.5,
                    help="below this confidence no TF correction is written (default: 0.5)")
     p.add_argument("--no-recovery", action="store_true", help="no kidnapped-robot detection (/initialpose)")
+    p.add_argument("--allow-unverified", action="store_true",
+                   help="also write TF and /initialpose for learned-only (unverified) poses; by default only "
+                        "verified poses do, as in the node")
     _add_report_args(p)
     p.set_defaults(func=cmd_replay)
 
@@ -529,22 +628,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_positive_int, default=300, help="mapping frames; query gets half (default: 300)")
     p.add_argument("--size", type=parse_size, default=(160, 120), metavar="WxH", help="image size (default: 160x120)")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
+    p.add_argument("--scene", default="textured_room",
+                   help="synthetic scene preset: textured_room (default: surfaces with grain, as real rooms have), "
+                        "room (smooth patterns: few local features, most frames fail verification), two_rooms")
     p.add_argument("--model", choices=("posenet", "lrf-posenet", "camnet", "pmnet"), default="posenet",
                    help="default: posenet (camnet trains with a ResNet-18 here, for time)")
     p.add_argument("--epochs", type=_positive_int, default=20, help="default: 20 (more is more accurate)")
     p.add_argument("--input-size", type=parse_size, default=(80, 80), metavar="WxH",
                    help="network input (default: 80x80, small for CPUs)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="no feature map: the learned poses alone (for comparison)")
+    _add_map_args(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks: data throughput, or the APR comparison and speed")
-    p.add_argument("--suite", choices=("data", "apr", "runtime", "full", "camnet", "pmnet"), default="data",
+    p.add_argument("--suite", choices=("data", "apr", "runtime", "full", "camnet", "pmnet", "verify"), default="data",
                    help="data: bag decode + TF and rendering (default); apr: the seeds' comparison on the "
                         "synthetic scene plus training/inference speed; runtime: message-to-pose latency by "
                         "stage, sustained rate and memory under a 10x replay; full: every method (learned, "
                         "geometric reference, baselines) on two scenes with cost and scaling; camnet: CamNet's "
                         "ablation (seed 001 Table 2) beside the APRs, latency by stage and against database size; "
                         "pmnet: PMNet and PMNet_ud beside PoseNet, the loss ablation (seed 003 Table 5), "
-                        "NeRF-P quality and training time by stage")
+                        "NeRF-P quality and training time by stage; verify: geometric verification's ablation "
+                        "(learned, model / retrieval / oracle candidates, wrong proposals) on two scenes, latency "
+                        "by stage at 640x480 and mapping cost up to 1000 frames")
     p.add_argument("--markdown", type=Path,
                    help="write the apr / runtime / full / camnet / pmnet tables (markdown) here")
     p.add_argument("--frames", type=_positive_int, default=300, help="frames per measurement (default: 300)")

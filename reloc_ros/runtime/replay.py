@@ -53,7 +53,7 @@ import numpy as np
 
 from reloc_ros import conversions as conv
 from reloc_ros.data.bag import (Bag, BagSource, bag_source_from_metadata, choose_image_topic, read_bag_dataset,
-                                read_tf)
+                                read_camera_intrinsics, read_tf)
 from reloc_ros.data.tf_buffer import TfLookupError
 from reloc_ros.data.types import SkipReport
 from reloc_ros.errors import RelocError
@@ -62,6 +62,7 @@ from reloc_ros.io_utils import atomic_new_dir
 from reloc_ros.runtime.engine import STAGES, NoEstimate, Relocalizer
 from reloc_ros.runtime.pipeline import localize_frame
 from reloc_ros.runtime.recovery import KidnapDetector, RecoveryConfig
+from reloc_ros.runtime.verify import CameraMismatch
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +83,9 @@ class ReplayResult:
     Attributes:
         out_bag: the bag written.
         frames: image messages read.
-        published: frames with a published (camera) pose.
-        skipped: frames without a pose, by reason.
+        published: frames with a published (camera) pose: verified or unverified, never failed.
+        statuses: frames per verification status (verified, unverified, failed).
+        skipped: frames without a pose, by reason (failed verification included).
         notes: parts skipped on published frames (no TF correction ...), by reason.
         reinitialisations: (stamp_ns, reason) of every /initialpose written.
         stamps_ns, T_map_cam, covariances: the camera estimates, in order.
@@ -95,6 +97,7 @@ class ReplayResult:
     out_bag: Path
     frames: int = 0
     published: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
     skipped: SkipReport = field(default_factory=SkipReport)
     notes: dict[str, int] = field(default_factory=dict)
     reinitialisations: list[tuple[int, str]] = field(default_factory=list)
@@ -110,7 +113,8 @@ class ReplayResult:
     def summary(self) -> str:
         """One line for the log / CLI."""
         lat = ", ".join(f"{k} {self.latency_ms[k]:.1f}" for k in (*STAGES, "total") if k in self.latency_ms)
-        return (f"{self.frames} frames, {self.published} poses published, skipped: {self.skipped}; "
+        st = ", ".join(f"{n} {s}" for s, n in self.statuses.items())
+        return (f"{self.frames} frames ({st}), {self.published} poses published, skipped: {self.skipped}; "
                 f"{len(self.reinitialisations)} re-initialisations; median latency ms: {lat}")
 
 
@@ -125,7 +129,7 @@ def replay(model: str | Path | Relocalizer, in_bags: Sequence[str | Path], out_b
            source: BagSource | None = None, *, base_frame: str = "base_link", odom_frame: str = "odom",
            publish_tf: bool = True, min_confidence: float = 0.5, recovery: RecoveryConfig | None = None,
            belief_std: tuple[float, float] = (0.5, 0.2), device: str = "cpu", backend: str = "auto",
-           progress: bool = True) -> ReplayResult:
+           progress: bool = True, verify: str = "auto", allow_unverified: bool = False) -> ReplayResult:
     """Replay ``in_bags`` through the relocalizer into ``out_bag``; see the module docstring.
 
     ``model`` is a model file or a loaded :class:`Relocalizer`. ``source``
@@ -135,7 +139,11 @@ def replay(model: str | Path | Relocalizer, in_bags: Sequence[str | Path], out_b
     standard deviation assumed for the bag's own ``map -> base_frame``
     belief (a bag's TF carries no covariance; the node's
     ``initialpose.belief_std_m/rad`` defaults). ``out_bag`` must not exist; it is written
-    atomically (a crash leaves nothing behind).
+    atomically (a crash leaves nothing behind). ``verify`` is the engine's
+    verification mode; each frame is verified with the bag's CameraInfo. As
+    in the node, a ``failed`` frame publishes nothing, and only verified poses
+    (also unverified ones with ``allow_unverified``) write TF and
+    ``/initialpose``.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
@@ -144,7 +152,8 @@ def replay(model: str | Path | Relocalizer, in_bags: Sequence[str | Path], out_b
     if Path(out_bag).exists() or Path(out_bag).is_symlink():  # before loading anything
         raise ValueError(f"output bag '{out_bag}' already exists; choose a new path (it is never overwritten)")
     # Anything with the Relocalizer's interface will do (tests pass an oracle).
-    reloc = model if hasattr(model, "relocalize_msg") else Relocalizer(model, device=device, backend=backend)
+    reloc = model if hasattr(model, "relocalize_msg") else Relocalizer(model, device=device, backend=backend,
+                                                                       verify=verify)
     source = bag_source_from_metadata(reloc.metadata) if source is None else source
     detector = KidnapDetector(recovery or RecoveryConfig())
     belief_cov = covariance_from_std(belief_std[0], belief_std[1])
@@ -152,9 +161,11 @@ def replay(model: str | Path | Relocalizer, in_bags: Sequence[str | Path], out_b
     types = ts.types
     result = ReplayResult(Path(out_bag))
     stamps, poses, covs = [], [], []
+    every: list = []  # (stamp, estimate) of every frame with an estimate, for the per-status report
     timings: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     with Bag(in_bags) as bag, atomic_new_dir(out_bag) as tmp:
         image_topic = choose_image_topic(bag, source.image_topic)
+        intrinsics = read_camera_intrinsics(bag, image_topic)
         tf = read_tf(bag, source.tolerance_s, source.max_gap_s)
         has_belief = reloc.map_frame in tf.frames and base_frame in tf.frames
         with Writer(tmp, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
@@ -168,14 +179,21 @@ def replay(model: str | Path | Relocalizer, in_bags: Sequence[str | Path], out_b
                 result.frames += 1
                 bar.update()
                 try:
-                    est = reloc.relocalize_msg(msg)
+                    est = reloc.relocalize_msg(msg, intrinsics)
                 except NoEstimate:
                     result.skipped.add("non-finite model output")
                     continue
+                except CameraMismatch as e:  # every frame would fail the same way: say it once, stop
+                    raise RelocError(f"{image_topic} in {', '.join(map(str, in_bags))}: {e}") from e
                 except ValueError as e:  # undecodable image: say which, keep going
                     if "undecodable image" not in result.skipped.counts:
                         logger.warning("frame at %.3f s: %s", _msg_stamp(msg) * 1e-9, e)
                     result.skipped.add("undecodable image")
+                    continue
+                result.statuses[est.status] = result.statuses.get(est.status, 0) + 1
+                every.append(est)
+                if not est.publishable:
+                    result.skipped.add("failed verification")
                     continue
                 camera_frame = source.camera_frame or msg.header.frame_id.lstrip("/") or reloc.camera_frame
                 stamp = est.stamp_ns
@@ -187,7 +205,7 @@ def replay(model: str | Path | Relocalizer, in_bags: Sequence[str | Path], out_b
                                     base_frame=base_frame, camera_frame=camera_frame, odom_frame=odom_frame,
                                     T_odom_base=_lookup(tf, odom_frame, base_frame, stamp) if odom_frame else None,
                                     publish_tf=publish_tf, min_confidence=min_confidence, detector=detector,
-                                    belief=belief)
+                                    belief=belief, allow_unverified=allow_unverified)
                 for note in fr.notes:
                     result.notes[note] = result.notes.get(note, 0) + 1
                 cam = conv.make_pose_with_covariance_stamped(types, est.T_map_cam, est.covariance, stamp,
@@ -222,7 +240,7 @@ def replay(model: str | Path | Relocalizer, in_bags: Sequence[str | Path], out_b
     result.latency_ms = {k: float(np.median(v)) for k, v in timings.items()}
     for note, n in result.notes.items():
         logger.warning("%d frames: %s", n, note)
-    _compare_with_ground_truth(result, reloc, in_bags, source)
+    _compare_with_ground_truth(result, reloc, in_bags, source, every)
     logger.info("replay wrote %s: %s", result.out_bag, result.summary())
     return result
 
@@ -232,9 +250,9 @@ def _msg_stamp(msg: Any) -> int:
 
 
 def _compare_with_ground_truth(result: ReplayResult, reloc: Relocalizer, in_bags: Sequence[str | Path],
-                               source: BagSource) -> None:
+                               source: BagSource, every: Sequence[Any] = ()) -> None:
     """Fill ``result.report`` when the bags have ground truth for the replayed frames."""
-    from reloc_ros.training.evaluate import relocalization_report
+    from reloc_ros.training.evaluate import relocalization_report, status_report
 
     try:
         gt = read_bag_dataset(in_bags, source, load_images=False)
@@ -242,6 +260,8 @@ def _compare_with_ground_truth(result: ReplayResult, reloc: Relocalizer, in_bags
         logger.info("no ground truth in %s (%s): no accuracy report", ", ".join(map(str, in_bags)), e)
         return
     index = {int(s): i for i, s in enumerate(gt.stamps_ns)}
+    with_gt = [(e, index[int(e.stamp_ns)]) for e in every if int(e.stamp_ns) in index]
+    status = status_report([e for e, _ in with_gt], gt.poses_n44[[g for _, g in with_gt]]) if with_gt else None
     pairs = [(k, index[int(s)]) for k, s in enumerate(result.stamps_ns) if int(s) in index]
     if not pairs:
         logger.info("ground truth covers none of the replayed frames: no accuracy report")
@@ -252,4 +272,5 @@ def _compare_with_ground_truth(result: ReplayResult, reloc: Relocalizer, in_bags
     result.report = relocalization_report(
         result.pred_n44, result.gt_n44, result.cov_n66, reloc, gt.source,
         int(result.skipped.counts.get("non-finite model output", 0)),
-        latency_ms=dict(result.latency_ms), reinitialisations=len(result.reinitialisations))
+        latency_ms=dict(result.latency_ms), reinitialisations=len(result.reinitialisations),
+        **({} if status is None else {"status": status}))

@@ -206,11 +206,13 @@ def mean_pose_baseline(train_poses_n44: np.ndarray, test_poses_n44: np.ndarray,
 
 def format_report(report: dict[str, Any], title: str = "") -> str:
     """Render a report as a short human-readable block of text (what the CLI prints)."""
+    head = title or str(report.get("model", "")) or "accuracy"
+    if report.get("frames") == 0 and "status" in report:  # every frame failed verification: nothing was posed
+        return "\n".join([f"{head}: no frame posed", *format_status(report["status"])])
     missing = [k for k in ("frames", "median_translation_m", "median_rotation_deg", "mean_translation_m",
                            "mean_rotation_deg", "within") if k not in report]
     if missing:
         raise ValueError(f"not an accuracy report: missing keys {missing}")
-    head = title or str(report.get("model", "")) or "accuracy"
     lines = [f"{head}: {report['frames']} frames",
              f"  translation error  median {report['median_translation_m']:.3f} m    "
              f"mean {report['mean_translation_m']:.3f} m",
@@ -231,6 +233,8 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
                          f"   median sigma {g['median_sigma']:.3g} {unit}")
     if report.get("no_estimate"):
         lines.append(f"  no estimate (non-finite model output): {report['no_estimate']} frames")
+    if isinstance(report.get("status"), dict):
+        lines += format_status(report["status"])
     return "\n".join(lines)
 
 
@@ -294,38 +298,131 @@ def read_report_json(path: str | Path) -> dict[str, Any]:
 
 def evaluate_model_on_bags(model_path: str | Path, bags: Sequence[str | Path], source: Any = None,
                            progress: bool = False, device: str = "cpu", backend: str = "auto", batch: int = 1,
-                           **extra: Any) -> tuple[np.ndarray, Any, dict[str, Any], np.ndarray]:
+                           verify: str = "auto", **extra: Any) -> tuple[np.ndarray, Any, dict[str, Any], np.ndarray]:
     """Relocalize every posed frame of the bags with an exported model and report accuracy and calibration.
 
     The frames go through the runtime engine (:class:`~reloc_ros.runtime.engine.Relocalizer`),
-    so poses and covariances are exactly what the node and ``reloc-ros replay``
-    publish. ``source`` (a :class:`~reloc_ros.data.bag.BagSource`) defaults
-    to the one the model was trained with. Frames are preprocessed as the
-    model's metadata says. Returns (predicted camera poses (n, 4, 4), the
-    dataset read, the report, covariances (n, 6, 6)); the report's
-    ``covariance`` entry is :func:`~reloc_ros.runtime.uncertainty.coverage`
-    plus the uncertainty method. Frames whose output is not finite are counted
-    in ``no_estimate`` and left out of the figures (and of the returned
-    dataset). ``batch`` 1 (the default) runs frames one by one, exactly the
-    node's computation; larger batches are faster on a GPU but may differ in
-    the last float digits.
-    """
-    from reloc_ros.runtime.engine import Estimate, Relocalizer
+    so poses, covariances and statuses are exactly what the node and
+    ``reloc-ros replay`` publish. ``source`` (a :class:`~reloc_ros.data.bag.BagSource`) defaults
+    to the one the model was trained with. With a feature map (``verify``
+    ``auto`` or ``on``) each frame is verified on its full image with the
+    bag's CameraInfo, one by one; otherwise frames are preprocessed as the
+    model's metadata says and run in batches of ``batch`` (1, the default,
+    is exactly the node's computation; larger batches are faster on a GPU
+    but may differ in the last float digits).
 
-    reloc = Relocalizer(model_path, device=device, backend=backend, warmup=1)
+    Returns (published camera poses (n, 4, 4), the dataset of those frames,
+    the report, their covariances (n, 6, 6)). Published means what the node
+    publishes on ``~/camera_pose``: verified and unverified frames, never
+    failed ones. The report's top-level figures are over the published
+    frames; its ``status`` entry (:func:`status_report`) has the figures per
+    status, of the learned poses alone, and the share of verified poses that
+    are far off. Frames whose output is not finite are counted in
+    ``no_estimate``.
+    """
+    from reloc_ros.runtime.engine import Estimate, NoEstimate, Relocalizer
+
+    reloc = Relocalizer(model_path, device=device, backend=backend, warmup=1, verify=verify)
     meta = reloc.metadata
-    ds = read_model_dataset(meta, bags, source, progress)
     estimates: list = []
-    for i in range(0, len(ds), batch):
-        estimates += reloc.relocalize_preprocessed(np.asarray(ds.images[i:i + batch]), ds.stamps_ns[i:i + batch])
+    if reloc.verifying:
+        from reloc_ros.data.bag import bag_source_from_metadata, read_bag_dataset
+
+        source = bag_source_from_metadata(meta) if source is None else source
+        ds = read_bag_dataset(bags, source, image_size=None, progress=progress)
+        for i in range(len(ds)):
+            try:
+                estimates.append(reloc.relocalize(ds.image(i), int(ds.stamps_ns[i]), intrinsics=ds.intrinsics))
+            except NoEstimate as e:
+                estimates.append(e)
+    else:
+        ds = read_model_dataset(meta, bags, source, progress)
+        for i in range(0, len(ds), batch):
+            estimates += reloc.relocalize_preprocessed(np.asarray(ds.images[i:i + batch]),
+                                                       ds.stamps_ns[i:i + batch])
     ok = np.array([isinstance(e, Estimate) for e in estimates], dtype=bool)
     if not ok.any():
         raise RelocError(f"the model gave no finite pose for any of the {len(ds)} frames of {ds.source}")
-    pred = np.stack([e.T_map_cam for e in estimates if isinstance(e, Estimate)])
-    cov = np.stack([e.covariance for e in estimates if isinstance(e, Estimate)])
-    ds = ds.subset(np.flatnonzero(ok)) if not ok.all() else ds
-    report = relocalization_report(pred, ds.poses_n44, cov, reloc, ds.source, int((~ok).sum()), **extra)
+    good = [e for e in estimates if isinstance(e, Estimate)]
+    status = status_report(good, ds.poses_n44[ok])
+    pub = np.flatnonzero(ok)[[e.publishable for e in good]]
+    no_estimate = int((~ok).sum())
+    if len(pub) == 0:
+        report = {"frames": 0, "model": str(reloc.model_path), "model_name": meta.get("model"), "data": ds.source,
+                  "no_estimate": no_estimate, "status": status, **extra}
+        return np.zeros((0, 4, 4)), ds.subset(pub), report, np.zeros((0, 6, 6))
+    pred = np.stack([estimates[i].T_map_cam for i in pub])
+    cov = np.stack([estimates[i].covariance for i in pub])
+    ds = ds.subset(pub)
+    report = relocalization_report(pred, ds.poses_n44, cov, reloc, ds.source, no_estimate, status=status, **extra)
     return pred, ds, report, cov
+
+
+# A verified pose farther off than either of these is a confident wrong pose: the figure to keep near zero.
+WRONG_VERIFIED = (0.25, 5.0)
+
+
+def status_report(estimates: Sequence[Any], gt_n44: np.ndarray) -> dict[str, Any]:
+    """Figures per verification status for estimates and their ground truth (same order).
+
+    ``{"frames", "counts": {status: n}, "shares": {status: share}, "posed_share": share not failed,
+    "verified_wrong_share": share of verified poses off by more than WRONG_VERIFIED (m, deg),
+    "by_status": {status: accuracy report + covariance coverage}, "learned": the model's own poses on every
+    frame (what ``--verify off`` publishes), with their coverage}``.
+    """
+    from reloc_ros.runtime import uncertainty as U
+    from reloc_ros.runtime.engine import STATUSES
+
+    gt = _as_poses(gt_n44, "ground-truth poses")
+    statuses = np.array([e.status for e in estimates])
+    pred = np.stack([e.T_map_cam for e in estimates])
+    cov = np.stack([e.covariance for e in estimates])
+    learned = np.stack([e.T_map_cam if e.learned_T_map_cam is None else e.learned_T_map_cam for e in estimates])
+    learned_cov = np.stack([e.covariance if e.learned_covariance is None else e.learned_covariance
+                            for e in estimates])
+    n = len(statuses)
+    out: dict[str, Any] = {"frames": n, "counts": {s: int((statuses == s).sum()) for s in STATUSES},
+                           "shares": {s: float((statuses == s).mean()) for s in STATUSES},
+                           "posed_share": float((statuses != "failed").mean()), "by_status": {}}
+    for s in STATUSES:
+        sel = statuses == s
+        if sel.any():
+            rep = accuracy_report(pred[sel], gt[sel])
+            rep["covariance"] = U.coverage(U.error_vectors(pred[sel], gt[sel]), cov[sel])
+            if s != "unverified":
+                rep["inliers_median"] = float(np.median([e.inliers for e, k in zip(estimates, sel) if k]))
+            out["by_status"][s] = rep
+    ver = statuses == "verified"
+    if ver.any():
+        t, r = pose_errors(pred[ver], gt[ver])
+        out["verified_wrong_share"] = float(np.mean((t > WRONG_VERIFIED[0]) | (r > WRONG_VERIFIED[1])))
+    learned_rep = accuracy_report(learned, gt)
+    learned_rep["covariance"] = U.coverage(U.error_vectors(learned, gt), learned_cov)
+    out["learned"] = learned_rep
+    return out
+
+
+def format_status(status: dict[str, Any]) -> list[str]:
+    """Lines for a :func:`status_report` (what eval and replay print under the accuracy)."""
+    c, sh = status["counts"], status["shares"]
+    lines = [f"  status: {c['verified']} verified ({100 * sh['verified']:.1f} %), {c['unverified']} unverified "
+             f"({100 * sh['unverified']:.1f} %), {c['failed']} failed ({100 * sh['failed']:.1f} %) of "
+             f"{status['frames']} frames; posed {100 * status['posed_share']:.1f} %"]
+    for s, rep in status["by_status"].items():
+        cov = rep["covariance"]
+        lines.append(f"    {s:<10} median {rep['median_translation_m']:.3f} m, {rep['median_rotation_deg']:.2f} deg; "
+                     f"within 2 sigma {100 * cov['translation']['within_2sigma']:.0f} % / "
+                     f"{100 * cov['rotation']['within_2sigma']:.0f} % (pos / rot)"
+                     + (f"; median inliers {rep['inliers_median']:.0f}" if "inliers_median" in rep else ""))
+    if "verified_wrong_share" in status:
+        lines.append(f"    verified poses off by more than {WRONG_VERIFIED[0]} m or {WRONG_VERIFIED[1]:g} deg: "
+                     f"{100 * status['verified_wrong_share']:.1f} %")
+    lr = status["learned"]
+    lines.append(f"    learned only (every frame, as --verify off): median {lr['median_translation_m']:.3f} m, "
+                 f"{lr['median_rotation_deg']:.2f} deg; within 2 sigma "
+                 f"{100 * lr['covariance']['translation']['within_2sigma']:.0f} % / "
+                 f"{100 * lr['covariance']['rotation']['within_2sigma']:.0f} %")
+    return lines
 
 
 def relocalization_report(pred_n44: np.ndarray, gt_n44: np.ndarray, cov_n66: np.ndarray, reloc: Any, data: str,
@@ -340,6 +437,7 @@ def relocalization_report(pred_n44: np.ndarray, gt_n44: np.ndarray, cov_n66: np.
     report = accuracy_report(pred_n44, gt_n44, model=str(reloc.model_path), model_name=reloc.metadata.get("model"),
                              data=data, no_estimate=int(no_estimate), **extra)
     report["covariance"] = {"method": reloc.uncertainty, **U.coverage(U.error_vectors(pred_n44, gt_n44), cov_n66)}
+    report["verification"] = getattr(reloc, "verification", "off")
     return report
 
 
