@@ -19,7 +19,9 @@
     ros2 launch reloc_ros relocalize.launch.py model:=lab.pt use_sim_time:=true
 
 With autostart:=false a lifecycle manager (e.g. nav2_lifecycle_manager with
-node_names ['relocalization']) brings the node up instead.
+node_names ['relocalization']) brings the node up instead. The camera's
+CameraInfo (intrinsics for the geometric verification) is read from the
+image topic's sibling camera_info unless camera_info_topic:= says otherwise.
 """
 
 import os
@@ -29,10 +31,30 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 
 def _is_true(text):
     return text.strip().lower() in ('true', '1', 'yes', 'on')
+
+
+def _bool_or_text(text):
+    """'true'/'false' (and 1/0, yes/no, on/off) as a bool; anything else as given, for the node to refuse."""
+    word = text.strip().lower()
+    if word in ('true', '1', 'yes', 'on'):
+        return True
+    if word in ('false', '0', 'no', 'off'):
+        return False
+    return text
+
+
+def _sibling_camera_info(image_topic):
+    """Return the camera_info topic next to an image topic: /camera/image_raw -> /camera/camera_info."""
+    topic = image_topic.strip().rstrip('/')
+    if '/' not in topic:
+        return 'camera_info'
+    parent = topic.rsplit('/', 1)[0]
+    return parent + '/camera_info' if parent else '/camera_info'
 
 
 def _launch_setup(context, *args, **kwargs):
@@ -40,14 +62,20 @@ def _launch_setup(context, *args, **kwargs):
         return LaunchConfiguration(name).perform(context)
 
     image_topic = arg('image_topic')
+    camera_info_topic = arg('camera_info_topic') or _sibling_camera_info(image_topic)
     overrides = {
         'use_sim_time': _is_true(arg('use_sim_time')),
         'autostart': _is_true(arg('autostart')),
         'device': arg('device'),
     }
-    # An empty model argument leaves model_path to the params file.
+    # An empty model / verify / allow_unverified argument leaves the parameter to the params file.
     if arg('model'):
         overrides['model_path'] = arg('model')
+    if arg('verify'):
+        # Typed str: launch would otherwise read 'on' / 'off' as YAML booleans.
+        overrides['verify'] = ParameterValue(arg('verify').strip(), value_type=str)
+    if arg('allow_unverified'):
+        overrides['allow_unverified'] = _bool_or_text(arg('allow_unverified'))
     return [Node(
         package='reloc_ros',
         executable='relocalization_node',
@@ -55,7 +83,8 @@ def _launch_setup(context, *args, **kwargs):
         namespace=arg('namespace'),
         output='screen',
         parameters=[arg('params_file'), overrides],
-        remappings=[('image', image_topic), ('image/compressed', image_topic.rstrip('/') + '/compressed')],
+        remappings=[('image', image_topic), ('image/compressed', image_topic.rstrip('/') + '/compressed'),
+                    ('camera_info', camera_info_topic)],
         arguments=['--ros-args', '--log-level', arg('log_level')],
     )]
 
@@ -71,6 +100,10 @@ def generate_launch_description():
             'image_topic', default_value='/camera/image_raw',
             description='Camera image topic (sensor_msgs/Image); with image_transport compressed in params_file, '
                         'IMAGE_TOPIC/compressed is used'),
+        DeclareLaunchArgument(
+            'camera_info_topic', default_value='',
+            description='CameraInfo topic of the images (intrinsics for the geometric verification); empty: the '
+                        'image topic\'s sibling, e.g. /camera/camera_info for /camera/image_raw'),
         DeclareLaunchArgument(
             'params_file', default_value=default_params,
             description='Full path to the ROS 2 parameters file of the relocalization node'),
@@ -89,5 +122,14 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'device', default_value='auto',
             description='Inference device: auto, cpu, cuda or cuda:N'),
+        DeclareLaunchArgument(
+            'verify', default_value='',
+            description='Geometric verification of each pose with the model file\'s feature map: auto (when the '
+                        'model has one), on (configure fails without one) or off; empty: verify of params_file '
+                        '(default auto)'),
+        DeclareLaunchArgument(
+            'allow_unverified', default_value='',
+            description='true: also publish the TF correction and /initialpose for unverified (learned-only) '
+                        'poses; empty: allow_unverified of params_file (default false)'),
         OpaqueFunction(function=_launch_setup),
     ])

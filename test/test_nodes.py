@@ -18,12 +18,17 @@ A tiny untrained model is exported; a helper node publishes the static TF
 base_link -> camera and odom -> base_link and images; the lifecycle node must
 publish ~/pose with the image's stamp and an honest covariance, broadcast
 map -> odom consistent with that pose, answer ~/relocalize, and survive an
-image it cannot decode.
+image it cannot decode. The tiny model has no feature map, so its poses are
+unverified: the tests that need the TF correction or /initialpose from it set
+allow_unverified, and one checks that without it they move nothing. An
+oracle engine (verified and failed frames) checks ~/status, that a failed
+frame publishes no pose, and that camera_info reaches the engine.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import threading
 import time
 
@@ -39,13 +44,61 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from reloc_ros import conversions as conv  # noqa: E402
-from reloc_ros.geometry import make_pose  # noqa: E402
+from reloc_ros.data.types import Intrinsics  # noqa: E402
+from reloc_ros.geometry import covariance_from_std, make_pose  # noqa: E402
+from reloc_ros.runtime.engine import STAGES, Estimate, decode_image  # noqa: E402
 
 S = 1_000_000_000
 NS = "/reloc_test"
 OPTICAL_Q = [-0.5, 0.5, -0.5, 0.5]  # camera_link -> optical frame (REP-103)
 T_BASE_CAM = make_pose([0.2, 0.0, 0.8], OPTICAL_Q)
 T_ODOM_BASE = make_pose([1.0, 2.0, 0.0], [0.0, 0.0, np.sin(0.3), np.cos(0.3)])
+INTRINSICS = Intrinsics(fx=50.0, fy=52.0, cx=31.5, cy=23.5, width=64, height=48)
+
+
+def _level(status):
+    """DiagnosticStatus.level as an int (rclpy gives a 1-byte bytes)."""
+    return status.level[0] if isinstance(status.level, (bytes, bytearray)) else int(status.level)
+
+
+class OracleRelocalizer:
+    """Stands in for the engine (monkeypatched into the node module): a fixed pose, verified or failed.
+
+    Frames whose stamp has an even second are verified (the refined pose 10 cm from the learned one), odd
+    seconds fail verification. Records the intrinsics the node hands over.
+    """
+
+    T_LEARNED = make_pose([2.0, 1.0, 1.0], OPTICAL_Q)
+    T_VERIFIED = make_pose([2.1, 1.0, 1.0], OPTICAL_Q)
+    COV = covariance_from_std(0.05, np.radians(1.0))
+
+    def __init__(self, model_path, **kwargs):
+        self.kwargs = kwargs
+        self.model_path = Path(model_path)
+        self.metadata = {"model": "oracle"}
+        self.map_frame, self.camera_frame = "map", "camera_optical_frame"
+        self.device, self.uncertainty = "cpu", "oracle"
+        self.verifying = kwargs.get("verify", "auto") != "off"
+        self.lock = threading.Lock()
+        self.intrinsics = []
+
+    def describe(self):
+        return f"oracle from {self.model_path}, verifying: {self.verifying}"
+
+    def relocalize_msg(self, msg, intrinsics=None):
+        decode_image(msg)
+        with self.lock:
+            self.intrinsics.append(intrinsics)
+        stamp = conv.stamp_to_ns(msg.header.stamp)
+        timings = dict.fromkeys(STAGES, 1.0)
+        timings["total"] = float(len(STAGES))
+        failed = (stamp // S) % 2 == 1
+        T = self.T_LEARNED if failed else self.T_VERIFIED
+        return Estimate(stamp, T.copy(), self.COV.copy(), 0.95, np.zeros((0, 4, 4)), timings, "map",
+                        "camera_optical_frame", status="failed" if failed else "verified",
+                        status_detail="3 inliers < 20" if failed else "80 inliers of 120 matches",
+                        inliers=3 if failed else 80, learned_T_map_cam=self.T_LEARNED.copy(),
+                        learned_covariance=self.COV.copy())
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +150,15 @@ class Helper:
         self.node = add(rclpy.create_node("reloc_test_helper"))
         self.lock = threading.Lock()
         self.poses, self.tfs, self.diags, self.initialposes = [], [], [], []
-        self.camera_poses = []
+        self.camera_poses, self.statuses = [], []
         t = types
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.node.create_subscription(t["geometry_msgs/msg/PoseWithCovarianceStamped"],
                                       f"{NS}/relocalization/pose", self._keep(self.poses), reliable)
         self.node.create_subscription(t["geometry_msgs/msg/PoseWithCovarianceStamped"],
                                       f"{NS}/relocalization/camera_pose", self._keep(self.camera_poses), reliable)
+        self.node.create_subscription(t["diagnostic_msgs/msg/DiagnosticArray"], f"{NS}/relocalization/status",
+                                      self._keep(self.statuses), reliable)
         self.node.create_subscription(t["tf2_msgs/msg/TFMessage"], "/tf", self._keep(self.tfs), reliable)
         self.node.create_subscription(t["diagnostic_msgs/msg/DiagnosticArray"], "/diagnostics",
                                       self._keep(self.diags), reliable)
@@ -131,6 +186,17 @@ class Helper:
         self.compressed.publish(conv.make_compressed_image_msg(self.types, img, "jpeg", stamp_ns,
                                                                "camera_optical_frame"))
 
+    def publish_camera_info(self, intrinsics, stamp_ns):
+        if not hasattr(self, "camera_info"):
+            self.camera_info = self.node.create_publisher(self.types["sensor_msgs/msg/CameraInfo"],
+                                                          f"{NS}/camera_info", 10)
+        self.camera_info.publish(conv.make_camera_info_msg(self.types, intrinsics, stamp_ns, "camera_optical_frame"))
+
+    def frame_statuses(self, stamps):
+        """{image stamp: DiagnosticStatus} of the ~/status messages received for ``stamps``."""
+        return {conv.stamp_to_ns(a.header.stamp): st for a in self.statuses for st in a.status
+                if conv.stamp_to_ns(a.header.stamp) in stamps}
+
     def publish_image(self, stamp_ns, encoding="rgb8"):
         if encoding == "rgb8":
             img = self.rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
@@ -155,8 +221,11 @@ class Helper:
 def _make_node(model, **params):
     from reloc_ros.nodes.relocalization_node import RelocalizationNode
 
+    # The tiny model has no feature map: its poses are unverified, so TF / /initialpose from them need
+    # allow_unverified (test_unverified_poses_do_not_move_the_belief_by_default checks the default).
     values = {"model_path": str(model), "device": "cpu", "mc_samples": 4, "min_confidence": 0.0,
-              "autostart": False, "diagnostics_period_s": 0.2, "oneshot.frames": 2, **params}
+              "autostart": False, "diagnostics_period_s": 0.2, "oneshot.frames": 2, "allow_unverified": True,
+              **params}
     return RelocalizationNode(namespace=NS, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
 
 
@@ -215,7 +284,12 @@ def test_node_publishes_pose_tf_and_survives_bad_images(ros, tiny_model):
 
     status = helper.wait_for(diag)[-1]
     keys = {kv.key for kv in status.values}
-    assert {"input rate (Hz)", "processed rate (Hz)", "failed", "last confidence", "model"} <= keys
+    assert {"input rate (Hz)", "processed rate (Hz)", "failed", "last confidence", "model", "verifying",
+            "frames verified (%)", "frames unverified (%)", "frames failed verification (%)",
+            "median inliers (verified)", "latency verification median (ms)", "camera_info"} <= keys
+    # Every relocalized frame has a ~/status: learned only (no feature map in the tiny model).
+    st = helper.frame_statuses(set(stamps))
+    assert st and all(_level(s) == 1 and s.message.startswith("unverified") for s in st.values())
 
     # One-shot relocalization through the Trigger service: success and a pose on /initialpose.
     client = helper.node.create_client(Trigger, f"{NS}/relocalization/relocalize")
@@ -314,3 +388,113 @@ def test_max_rate_drops_frames_before_decoding(ros, tiny_model):
     got = sorted(conv.stamp_to_ns(p.header.stamp) for p in helper.poses)
     assert got and all(b - a >= S // 2 for a, b in zip(got, got[1:])), got   # at most 2 Hz of image time
     assert len(got) >= 5
+
+
+def test_unverified_poses_do_not_move_the_belief_by_default(ros, tiny_model):
+    """allow_unverified false: learned-only poses on ~/pose, but no TF, /initialpose or ~/relocalize answer."""
+    from std_srvs.srv import Trigger
+
+    types = conv.ros_message_types()
+    node = ros(_make_node(tiny_model, allow_unverified=False, odom_frame="", tf_timeout_s=0.5,
+                          **{"initialpose.enabled": True, "initialpose.consecutive": 1,
+                             "initialpose.min_interval_s": 0.0, "oneshot.timeout_s": 1.0}))
+    helper = Helper(ros, types)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert not node._reloc.verifying
+    stamps = []
+
+    def publish():
+        stamps.append((600 + len(stamps)) * S)
+        helper.publish_image(stamps[-1])
+
+    helper.wait_for(lambda: [p for p in helper.poses if conv.stamp_to_ns(p.header.stamp) in stamps], publish)
+    statuses = helper.wait_for(lambda: helper.frame_statuses(set(stamps)), publish)
+    assert all(_level(st) == 1 and st.message.startswith("unverified") for st in statuses.values())
+    client = helper.node.create_client(Trigger, f"{NS}/relocalization/relocalize")
+    assert client.wait_for_service(timeout_sec=10.0)
+    future = client.call_async(Trigger.Request())
+    helper.wait_for(lambda: future.done(), publish)
+    assert not future.result().success
+    assert "unverified frame(s) not used" in future.result().message, future.result().message
+    for _ in range(4):
+        publish()
+        time.sleep(0.25)
+    with helper.lock:
+        assert not [tr for m in helper.tfs for tr in m.transforms if tr.header.frame_id == "map"]
+        assert not helper.initialposes
+
+
+def test_failed_frames_publish_a_status_but_no_pose(ros, tmp_path, monkeypatch):
+    """Oracle engine: verified frames publish everything, failed ones only their ~/status (ERROR)."""
+    from reloc_ros.nodes import relocalization_node as rn
+
+    model = tmp_path / "oracle.pt"
+    model.write_bytes(b"read by the oracle only")
+    monkeypatch.setattr(rn, "Relocalizer", OracleRelocalizer)
+    types = conv.ros_message_types()
+    node = ros(_make_node(model, allow_unverified=False, min_confidence=0.5))
+    helper = Helper(ros, types)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    oracle = node._reloc
+    assert isinstance(oracle, OracleRelocalizer) and oracle.kwargs["verify"] == "auto"
+    stamps = []
+
+    def publish():
+        stamp = (700 + len(stamps)) * S + 5
+        stamps.append(stamp)
+        helper.publish_camera_info(INTRINSICS, stamp)
+        helper.publish_image(stamp)
+
+    def both_kinds():
+        st = helper.frame_statuses(set(stamps))
+        return st if {_level(s) for s in st.values()} >= {0, 2} else None
+
+    helper.wait_for(both_kinds, publish)
+    # The verified frames' poses and TF arrive (other topics: no ordering with ~/status).
+    helper.wait_for(lambda: [tr for m in helper.tfs for tr in m.transforms if tr.header.frame_id == "map"],
+                    publish)
+    time.sleep(1.0)
+    with helper.lock:
+        statuses = helper.frame_statuses(set(stamps))
+        pose_stamps = {conv.stamp_to_ns(p.header.stamp) for p in helper.poses}
+        camera_stamps = {conv.stamp_to_ns(p.header.stamp) for p in helper.camera_poses}
+        tf_stamps = {conv.stamp_to_ns(tr.header.stamp) for m in helper.tfs for tr in m.transforms
+                     if tr.header.frame_id == "map"}
+    failed = {s for s, st in statuses.items() if _level(st) == 2}
+    verified = {s for s, st in statuses.items() if _level(st) == 0}
+    assert failed and verified and all((s // S) % 2 == 1 for s in failed) and all((s // S) % 2 == 0 for s in verified)
+    for s in failed:
+        st = statuses[s]
+        values = {kv.key: kv.value for kv in st.values}
+        assert st.name == "relocalization: frame" and st.message == "failed: 3 inliers < 20"
+        assert st.hardware_id == str(model) and values["status"] == "failed" and values["inliers"] == "3"
+    # A failed frame publishes no pose of any kind, and no TF.
+    assert not failed & (pose_stamps | camera_stamps | tf_stamps)
+    assert verified & pose_stamps and verified & camera_stamps
+    st = statuses[min(verified)]
+    values = {kv.key: kv.value for kv in st.values}
+    assert st.message == "verified: 80 inliers of 120 matches" and values["inliers"] == "80"
+    assert float(values["learned_to_verified_m"]) == pytest.approx(0.1, rel=1e-3)
+    # The published camera pose is the verified one.
+    cam = next(p for p in helper.camera_poses if conv.stamp_to_ns(p.header.stamp) in verified)
+    np.testing.assert_allclose(conv.pose_to_matrix(cam.pose.pose), OracleRelocalizer.T_VERIFIED, atol=1e-9)
+    # camera_info reached the engine.
+    with oracle.lock:
+        assert INTRINSICS in oracle.intrinsics
+
+    def verification_diag():
+        for a in helper.diags:
+            for d in a.status:
+                values = {kv.key: kv.value for kv in d.values}
+                if d.name == "relocalization: relocalization" and values.get("frames verified (%)", "n/a") != "n/a":
+                    return values
+        return None
+
+    values = helper.wait_for(verification_diag, publish)
+    assert values["verifying"] == "yes" and values["median inliers (verified)"] == "80"
+    assert float(values["latency verification median (ms)"]) == pytest.approx(1.0)
+    assert values["camera_info"].startswith("64x48 from ")
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS

@@ -20,18 +20,27 @@ A lifecycle (managed) node, default name ``relocalization``:
   the model is loaded (:class:`~reloc_ros.runtime.engine.Relocalizer`), TF
   listener/broadcaster, publishers and the ``~/relocalize`` service are made.
 * activate: subscribes to ``image`` (``sensor_msgs/Image``) or
-  ``image/compressed`` (``CompressedImage``) with the sensor-data QoS; every
-  image goes into a size-1 drop-oldest slot and is relocalized on a worker
-  thread (:class:`~reloc_ros.runtime.engine.LatestFrameWorker`), never on the
+  ``image/compressed`` (``CompressedImage``) and to ``camera_info``
+  (``CameraInfo``: the intrinsics handed to the engine's geometric
+  verification) with the sensor-data QoS; every image goes into a size-1
+  drop-oldest slot and is relocalized on a worker thread
+  (:class:`~reloc_ros.runtime.engine.LatestFrameWorker`), never on the
   executor.
-* per frame (:func:`~reloc_ros.runtime.pipeline.localize_frame`, shared with
+* per frame: ``~/status`` (``DiagnosticArray``, image stamp): ``verified``
+  (the model file's feature map confirmed and refined the pose, OK),
+  ``unverified`` (learned pose only, WARN) or ``failed`` (the geometry
+  contradicts the learned pose, ERROR: nothing else is published for the
+  frame). For verified and unverified frames
+  (:func:`~reloc_ros.runtime.pipeline.localize_frame`, shared with
   ``reloc-ros replay``): ``~/camera_pose`` (``PoseWithCovarianceStamped`` of
   the camera in the map), ``~/pose`` (the same for ``base_frame``, through
   the camera extrinsics from TF, with the covariance propagated), both
-  stamped with the image stamp; ``~/hypotheses`` (``PoseArray``), the
-  ``map -> odom`` correction on ``/tf`` when confident, and kidnapped-robot
-  recovery on ``/initialpose``.
-* ``/diagnostics`` once per ``diagnostics_period_s``.
+  stamped with the image stamp, and ``~/hypotheses`` (``PoseArray``). Only
+  verified poses (and unverified ones with ``allow_unverified``) move the
+  robot's belief: the ``map -> odom`` correction on ``/tf`` when confident,
+  kidnapped-robot recovery on ``/initialpose`` and ``~/relocalize``.
+* ``/diagnostics`` once per ``diagnostics_period_s``, with the share of
+  verified / unverified / failed frames.
 
 All the maths is in the ROS-free core (:mod:`reloc_ros.runtime.pipeline`,
 :mod:`reloc_ros.runtime.tf_math`, :mod:`reloc_ros.runtime.recovery`,
@@ -64,9 +73,10 @@ import tf2_ros
 
 from reloc_ros import conversions as conv
 from reloc_ros.errors import RelocError
-from reloc_ros.runtime.engine import STAGES, Estimate, LatestFrameWorker, NoEstimate, Relocalizer
+from reloc_ros.runtime.engine import STAGES, STATUSES, Estimate, LatestFrameWorker, NoEstimate, Relocalizer
 from reloc_ros.runtime.node_params import (RELOCALIZATION_PARAMS, ParamSpec, RelocalizationOptions, check_value,
-                                           relocalization_options, spec_by_name)
+                                           make_frame_status, relocalization_options, spec_by_name,
+                                           verification_report)
 from reloc_ros.runtime.pipeline import localize_frame
 from reloc_ros.runtime.recovery import KidnapDetector, OneShotRequest
 
@@ -221,9 +231,13 @@ class RelocalizationNode(LifecycleNode):
         self._belief_sub = None
         self._service = None
         self._sub = None
+        self._camera_info_sub = None
         self._timer = None
         self._worker: LatestFrameWorker | None = None
         self._image_topic = ""
+        self._camera_info_topic = ""
+        self._intrinsics = None  # reloc_ros.data.types.Intrinsics of the latest valid CameraInfo
+        self._oneshot_skipped: dict[str, int] = {}
         self._belief: tuple[int, np.ndarray] | None = None
         self._reset_stats()
 
@@ -307,6 +321,7 @@ class RelocalizationNode(LifecycleNode):
             "pose": create(pose_cls, "~/pose", reliable),
             "camera_pose": create(pose_cls, "~/camera_pose", reliable),
             "hypotheses": create(t["geometry_msgs/msg/PoseArray"], "~/hypotheses", reliable),
+            "status": create(t["diagnostic_msgs/msg/DiagnosticArray"], "~/status", reliable),
             "diagnostics": create(t["diagnostic_msgs/msg/DiagnosticArray"], "/diagnostics", 10),
             "initialpose": create(pose_cls, opts.initialpose_topic, reliable),
         }
@@ -318,6 +333,12 @@ class RelocalizationNode(LifecycleNode):
                                             callback_group=self._service_group)
         log.info(f"configured: {reloc.describe()}; publishing {self._map_frame} -> "
                  f"{opts.odom_frame or opts.base_frame} {'on /tf' if opts.publish_tf else '(publish_tf off)'}")
+        if not reloc.verifying and not opts.allow_unverified and (opts.publish_tf or opts.recovery_enabled):
+            log.warning(f"poses are not verified (verify '{opts.relocalizer_kwargs.get('verify')}', model without a "
+                        f"feature map, or verification off): they are published on ~/pose, but with "
+                        f"allow_unverified false no TF correction, re-initialisation or ~/relocalize answer comes "
+                        f"from them. Use a model file with a feature map, or set allow_unverified true to act on "
+                        f"learned-only poses.")
         if opts.recovery_enabled and opts.publish_tf:
             log.warning("initialpose.enabled with publish_tf true: this node itself publishes map -> "
                         f"{opts.odom_frame or opts.base_frame}, so there is no independent belief to compare with "
@@ -340,6 +361,12 @@ class RelocalizationNode(LifecycleNode):
                                              name="reloc_ros-relocalization")
             self._sub = self.create_subscription(msg_cls, topic, self._on_image, qos_profile_sensor_data)
             self._image_topic = str(getattr(self._sub, "topic_name", topic))
+            # Sensor-data QoS (best effort) matches reliable and best-effort CameraInfo publishers alike.
+            self._intrinsics = None
+            self._camera_info_sub = self.create_subscription(self._types["sensor_msgs/msg/CameraInfo"],
+                                                             "camera_info", self._on_camera_info,
+                                                             qos_profile_sensor_data)
+            self._camera_info_topic = str(getattr(self._camera_info_sub, "topic_name", "camera_info"))
             self._timer = self.create_timer(opts.diagnostics_period_s, self._publish_diagnostics)
         except Exception as exc:  # noqa: BLE001 - rclpy would swallow it without a word
             self.get_logger().error(f"activate failed: {type(exc).__name__}: {exc}")
@@ -350,8 +377,8 @@ class RelocalizationNode(LifecycleNode):
             self._stop_input()
             return ret
         self._active = True
-        self.get_logger().info(f"active: relocalizing {msg_cls.__name__} from {self._image_topic}, publishing "
-                               f"{self._pubs['pose'].topic_name}")
+        self.get_logger().info(f"active: relocalizing {msg_cls.__name__} from {self._image_topic} (intrinsics "
+                               f"from {self._camera_info_topic}), publishing {self._pubs['pose'].topic_name}")
         return SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -395,6 +422,9 @@ class RelocalizationNode(LifecycleNode):
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
+        if self._camera_info_sub is not None:
+            self.destroy_subscription(self._camera_info_sub)
+            self._camera_info_sub = None
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
@@ -476,6 +506,15 @@ class RelocalizationNode(LifecycleNode):
         except RuntimeError:
             pass  # the worker stopped while deactivating
 
+    def _on_camera_info(self, msg: Any) -> None:
+        """Keep the intrinsics of the latest valid CameraInfo (cheap); a bad one is ignored with a warning."""
+        try:
+            self._intrinsics = conv.camera_info_to_intrinsics(msg)
+        except (ValueError, TypeError, AttributeError) as exc:
+            keep = "keeping the previous one" if self._intrinsics is not None else "none received yet"
+            self.get_logger().warning(f"ignoring a CameraInfo on {self._camera_info_topic} ({keep}): {exc}",
+                                      throttle_duration_sec=10.0)
+
     def _on_belief_pose(self, msg: Any) -> None:
         try:
             cov = conv.pose_covariance_from_msg(msg, "geometry_msgs/msg/PoseWithCovarianceStamped")
@@ -497,11 +536,22 @@ class RelocalizationNode(LifecycleNode):
         reloc, opts, t = self._reloc, self._opts, self._types
         if reloc is None or opts is None or not self._pubs:
             return
-        est = reloc.relocalize_msg(msg)
+        est = reloc.relocalize_msg(msg, intrinsics=self._intrinsics)
         stamp = est.stamp_ns
         cam_frame = opts.camera_frame or str(msg.header.frame_id) or reloc.camera_frame
         map_frame = self._map_frame
         self._record(est)
+        acts = opts.acts_on(est.status)  # may this frame move the robot's belief (TF, /initialpose, ~/relocalize)?
+        oneshot = self._oneshot
+        if not acts and oneshot is not None and oneshot.active:
+            with self._stats_lock:
+                self._oneshot_skipped[est.status] = self._oneshot_skipped.get(est.status, 0) + 1
+        if not est.publishable:
+            # The geometry contradicts the learned pose: say so on ~/status, publish no pose at all.
+            self._publish_status(est)
+            self.get_logger().info(f"frame at {stamp / _NS:.3f} s failed verification, no pose published: "
+                                   f"{est.status_detail or 'no reason given'}", throttle_duration_sec=5.0)
+            return
         # Extrinsics: static normally, so the latest is right (and no stamp can be too new).
         T_base_cam = self._try_lookup(opts.base_frame, cam_frame, None)
         if T_base_cam is None:
@@ -511,11 +561,11 @@ class RelocalizationNode(LifecycleNode):
                 f"(robot_state_publisher / static_transform_publisher) or set camera_frame.",
                 throttle_duration_sec=5.0)
         T_odom_base = None
-        if (T_base_cam is not None and opts.publish_tf and opts.odom_frame
+        if (acts and T_base_cam is not None and opts.publish_tf and opts.odom_frame
                 and est.confidence >= opts.min_confidence):
             T_odom_base = self._try_lookup(opts.odom_frame, opts.base_frame, stamp)
         belief = None
-        if T_base_cam is not None and opts.recovery_enabled and not opts.publish_tf:
+        if acts and T_base_cam is not None and opts.recovery_enabled and not opts.publish_tf:
             # With publish_tf the node owns map -> odom itself: nothing independent to compare with.
             T_belief = self._try_lookup(map_frame, opts.base_frame, stamp)
             belief = None if T_belief is None else (T_belief, self._belief_covariance(stamp))
@@ -523,10 +573,12 @@ class RelocalizationNode(LifecycleNode):
             fr = localize_frame(est, T_base_cam=T_base_cam, base_frame=opts.base_frame, camera_frame=cam_frame,
                                 odom_frame=opts.odom_frame, T_odom_base=T_odom_base, publish_tf=opts.publish_tf,
                                 min_confidence=opts.min_confidence,
-                                detector=self._detector if opts.recovery_enabled else None, belief=belief)
+                                detector=self._detector if opts.recovery_enabled else None, belief=belief,
+                                allow_unverified=opts.allow_unverified)
         except ValueError as exc:  # e.g. a belief covariance from AMCL that is not one
             self.get_logger().warning(f"frame at {stamp / _NS:.3f} s: {exc}", throttle_duration_sec=5.0)
             self._set_problem(str(exc))
+            self._publish_status(est)
             return
         pose_msg = None
         if fr.T_map_base is not None:  # the main output first
@@ -536,7 +588,10 @@ class RelocalizationNode(LifecycleNode):
                                                                                  stamp, map_frame))
         if len(fr.hypotheses):
             self._pubs["hypotheses"].publish(conv.make_pose_array(t, fr.hypotheses, stamp, map_frame))
-        problems = [n for n in fr.notes if "confidence" not in n]  # low confidence is normal operation
+        self._publish_status(est)
+        # Low confidence is normal operation; an unverified pose skipping the TF correction is reported on
+        # ~/status and /diagnostics (and once at configure), not as a problem of every frame.
+        problems = [n for n in fr.notes if "confidence" not in n and not n.startswith(f"pose {est.status}:")]
         self._set_problem("; ".join(problems))
         if pose_msg is None:
             return  # warned above, with a hint
@@ -547,9 +602,15 @@ class RelocalizationNode(LifecycleNode):
         if fr.decision is not None and fr.decision.reinitialise:
             self._pubs["initialpose"].publish(pose_msg)
             self.get_logger().info(f"re-initialising through {opts.initialpose_topic}: {fr.decision.reason}")
-        oneshot = self._oneshot
-        if oneshot is not None and oneshot.active:
+        if acts and oneshot is not None and oneshot.active:
             oneshot.offer(stamp, fr.T_map_base, fr.cov_base, est.confidence)
+
+    def _publish_status(self, est: Estimate) -> None:
+        """``~/status`` of one frame: verified / unverified / failed and why, stamped with the image stamp."""
+        pub, reloc = self._pubs.get("status"), self._reloc
+        if pub is None or reloc is None:
+            return
+        pub.publish(make_frame_status(self._types, est, self.get_name(), str(reloc.model_path)))
 
     def _try_lookup(self, target: str, source: str, stamp_ns: int | None) -> np.ndarray | None:
         """:meth:`_lookup`, or None when TF cannot give it (in time)."""
@@ -572,7 +633,8 @@ class RelocalizationNode(LifecycleNode):
             self._last_done = time.monotonic()
         log = self.get_logger()
         if isinstance(exc, ValueError):
-            log.warning(f"image not usable: {exc}", throttle_duration_sec=5.0)
+            # A bad image, or camera_info intrinsics that do not fit the model's map camera.
+            log.warning(f"frame not usable: {exc}", throttle_duration_sec=5.0)
         elif isinstance(exc, NoEstimate):
             log.warning(f"no estimate: {exc}", throttle_duration_sec=5.0)
         elif isinstance(exc, tf2_ros.TransformException):
@@ -594,6 +656,8 @@ class RelocalizationNode(LifecycleNode):
             response.message = "a ~/relocalize request is already running; try again when it has answered"
             return response
         try:
+            with self._stats_lock:
+                self._oneshot_skipped = {}
             oneshot.start(time.monotonic_ns())
             while True:
                 time.sleep(0.02)
@@ -614,6 +678,13 @@ class RelocalizationNode(LifecycleNode):
                     message += f"; published on {opts.initialpose_topic}"
                 self.get_logger().info(f"~/relocalize: {message}")
             else:
+                with self._stats_lock:
+                    skipped = dict(self._oneshot_skipped)
+                if skipped:
+                    which = ", ".join(f"{n} {status}" for status, n in sorted(skipped.items()))
+                    allowed = "verified or unverified" if opts.allow_unverified else "verified"
+                    message += (f" ({which} frame(s) not used: only {allowed} poses answer ~/relocalize"
+                                f"{'' if opts.allow_unverified else '; see allow_unverified'})")
                 if self._problem:
                     message += f" (last problem: {self._problem})"
                 self.get_logger().warning(f"~/relocalize failed: {message}")
@@ -636,6 +707,8 @@ class RelocalizationNode(LifecycleNode):
             self._last_done = time.monotonic()
             self._problem = ""
             self._diag_prev = (time.monotonic(), 0, 0)
+            self._status_counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+            self._verified_inliers: list[int] = []
 
     def _record(self, est: Estimate) -> None:
         with self._stats_lock:
@@ -644,6 +717,10 @@ class RelocalizationNode(LifecycleNode):
             self._last_sigmas = est.sigmas
             self._last_failed = False
             self._last_done = time.monotonic()
+            if est.status in self._status_counts:
+                self._status_counts[est.status] += 1
+            if est.status == "verified":
+                self._verified_inliers.append(int(est.inliers))
 
     def _set_problem(self, problem: str) -> None:
         with self._stats_lock:
@@ -668,7 +745,11 @@ class RelocalizationNode(LifecycleNode):
             since_done = now - self._last_done
             last_failed, problem = self._last_failed, self._problem
             conf, sigmas, rate_dropped = self._last_confidence, self._last_sigmas, self._n_rate_dropped
+            counts, self._status_counts = self._status_counts, dict.fromkeys(STATUSES, 0)
+            inliers, self._verified_inliers = self._verified_inliers, []
         period = opts.diagnostics_period_s
+        verifying = bool(reloc.verifying) if reloc is not None else False
+        verification, all_failed = verification_report(counts, inliers, verifying)
         if reloc is None:
             level, message = "ERROR", "model not loaded"
         elif since_done > 2 * period:
@@ -677,11 +758,15 @@ class RelocalizationNode(LifecycleNode):
                        if done == 0 else f"no frames for {since_done:.1f} s on {self._image_topic}")
         elif last_failed:
             level, message = "WARN", f"last frame failed: {stats.last_error if stats else '?'}"
+        elif all_failed:
+            level, message = "WARN", all_failed
         elif problem:
             level, message = "WARN", problem
         else:
             level = "OK"
             message = f"relocalizing at {out_rate:.1f} Hz" + (f", confidence {conf:.2f}" if conf is not None else "")
+            if verifying and isinstance(verification["frames verified (%)"], float):
+                message += f", {verification['frames verified (%)']:.0f}% verified"
         values: dict[str, Any] = {
             "input rate (Hz)": float(in_rate),
             "processed rate (Hz)": float(out_rate),
@@ -694,6 +779,7 @@ class RelocalizationNode(LifecycleNode):
         for stage in (*STAGES, "total"):
             vals = [tm[stage] for tm in timings if stage in tm]
             values[f"latency {stage} median (ms)"] = float(statistics.median(vals)) if vals else "n/a"
+        values.update(verification)
         values["last confidence"] = float(conf) if conf is not None else "n/a"
         values["sigma position (m)"] = float(sigmas[0]) if sigmas else "n/a"
         values["sigma rotation (deg)"] = float(sigmas[1]) if sigmas else "n/a"
@@ -702,6 +788,11 @@ class RelocalizationNode(LifecycleNode):
             values["device"] = reloc.device
             values["uncertainty"] = reloc.uncertainty
         values["image topic"] = self._image_topic
+        intrinsics = self._intrinsics
+        values["camera_info"] = (f"{intrinsics.width}x{intrinsics.height} from {self._camera_info_topic}"
+                                 if intrinsics is not None else
+                                 f"none yet on {self._camera_info_topic} (the map's intrinsics are used when the "
+                                 f"image size matches)")
         stamp = max(int(self.get_clock().now().nanoseconds), 0)
         pub.publish(conv.make_diagnostic_array(self._types, stamp, f"relocalization: {self.get_name()}", level,
                                                message, values))

@@ -38,6 +38,7 @@ from rclpy.node import Node
 
 from reloc_ros import conversions as conv
 from reloc_ros.errors import RelocError
+from reloc_ros.mapping.mapper import build_model_map, check_camera_info
 from reloc_ros.nodes.relocalization_node import attach_core_logging, declare_specs, detach_core_logging, read_specs
 from reloc_ros.runtime.node_params import TRAINER_PARAMS, TrainerOptions, parse_epoch_line, trainer_options
 # Imported before the node attaches its log handler (see attach_core_logging); pulls in torch.
@@ -98,8 +99,14 @@ class TrainerNode(Node):
 
     def _run(self, opts: TrainerOptions) -> None:
         try:
+            if opts.map_config is not None:  # before training: a map that cannot be built is said now
+                check_camera_info(list(opts.bags), opts.source.image_topic)
             result = train(list(opts.bags), opts.source, opts.config, opts.out, resume=opts.resume,
                            cache_dir=opts.cache_dir, device=opts.device, progress=False, onnx=opts.onnx)
+            if opts.map_config is not None:
+                entry = build_model_map(opts.out, list(opts.bags), opts.source, opts.map_config, progress=False)
+                self.get_logger().info(f"feature map stored in {opts.out}: {entry.get('keyframes')} key frames, "
+                                       f"{entry.get('points')} points ({entry.get('feature')})")
         except (ValueError, RelocError) as exc:
             self.get_logger().error(f"training failed: {exc}")
             self._finish("failed", EXIT_FAILED, str(exc))

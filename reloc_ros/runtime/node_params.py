@@ -25,6 +25,11 @@ keyword arguments, :class:`~reloc_ros.runtime.recovery.RecoveryConfig`,
 parameter, the bad value and what is valid. So all of this is tested without
 ROS, and ``config/*.yaml`` and ``config/README.md`` are checked against the
 specs.
+
+The relocalization node's per-frame ``~/status`` and the verification part of
+its ``/diagnostics`` are built here too (:func:`make_frame_status`,
+:func:`verification_report`), from the message classes given, so they are
+tested without ROS as well.
 """
 
 from __future__ import annotations
@@ -35,19 +40,30 @@ import math
 import numbers
 from pathlib import Path
 import re
-from typing import Any, Mapping, Sequence
+import statistics
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from reloc_ros import conversions as conv
+from reloc_ros.geometry import rotation_error_deg, translation_error
 from reloc_ros.runtime.recovery import RecoveryConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from reloc_ros.runtime.engine import Estimate
 
 __all__ = [
     "ParamSpec", "RELOCALIZATION_PARAMS", "TRAINER_PARAMS", "KINDS",
     "check_values", "check_value", "spec_by_name", "params_markdown",
     "RelocalizationOptions", "relocalization_options", "TrainerOptions", "trainer_options",
-    "parse_epoch_line",
+    "parse_epoch_line", "VERIFY_MODES", "FRAME_STATUSES", "FRAME_STATUS_LEVELS", "acts_on",
+    "frame_status_values", "make_frame_status", "verification_report",
 ]
 
 KINDS = ("bool", "int", "float", "str", "str[]", "int[]")
 """Parameter types: ROS bool, integer, double, string, string array, integer array."""
+VERIFY_MODES = ("auto", "on", "off")
+"""Values of the ``verify`` parameter: those of :data:`reloc_ros.runtime.engine.VERIFY_MODES` (a test checks)."""
+FRAME_STATUSES = ("verified", "unverified", "failed")
+"""Per-frame statuses: those of :data:`reloc_ros.runtime.engine.STATUSES` (a test checks)."""
 
 
 @dataclass(frozen=True)
@@ -221,14 +237,15 @@ RELOCALIZATION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_frame", "", "Camera (optical) frame of the images; '' = each image's header.frame_id (then "
               "the model's camera frame if that is empty)."),
     ParamSpec("publish_tf", True, "Broadcast the map -> odom correction (map -> base_frame without odom) for "
-              "estimates with confidence >= min_confidence."),
+              "verified estimates (unverified ones too with allow_unverified) with confidence >= min_confidence."),
     ParamSpec("tf_timeout_s", 0.1, "How long to wait for a TF lookup (camera extrinsics, odom -> base at the "
               "image stamp), in seconds.", min=0.0, max=10.0),
     ParamSpec("max_rate_hz", 0.0, "Most images relocalized per second (by image stamp); faster frames are "
               "dropped before decoding. 0 = as fast as inference allows.", min=0.0, max=1000.0),
-    ParamSpec("min_confidence", 0.5, "Confidence needed to publish TF and /initialpose. ~/pose is ALWAYS "
-              "published, with its honest covariance; this gates only the TF correction and re-initialisation.",
-              min=0.0, max=1.0),
+    ParamSpec("min_confidence", 0.5, "Confidence a verified pose (or, with allow_unverified, an unverified one) "
+              "needs for the TF correction, /initialpose and ~/relocalize. ~/pose is always published for verified "
+              "and unverified frames, with its honest covariance (never for failed ones); this gates only the TF "
+              "correction and re-initialisation.", min=0.0, max=1.0),
     ParamSpec("mc_samples", 0, "MC-dropout samples per frame for the covariance; 0 = the model's calibrated "
               "value. Otherwise >= 2 (more is smoother and slower).", min=0, max=1000),
     ParamSpec("confidence_tolerance_m", 0.5, "Confidence = probability, under the covariance, that the pose is "
@@ -237,6 +254,15 @@ RELOCALIZATION_PARAMS: tuple[ParamSpec, ...] = (
               min=0.01, max=180.0),
     ParamSpec("hypotheses", 8, "Most pose hypotheses (MC-dropout samples) published on ~/hypotheses per frame.",
               min=0, max=1000),
+    ParamSpec("verify", "auto", "Geometric verification of each learned pose with the model file's 3-D feature "
+              "map (feature matching, PnP-RANSAC, refinement; intrinsics from camera_info): auto = verify when the "
+              "model file has a map; on = configure fails for a model without one; off = learned poses only (every "
+              "frame unverified). A frame the geometry contradicts is 'failed' and no pose is published for it.",
+              choices=VERIFY_MODES, read_only=True),
+    ParamSpec("allow_unverified", False, "Also act on unverified (learned-only) poses: TF correction, "
+              "kidnapped-robot re-initialisation on /initialpose and ~/relocalize answers. Off by default: a "
+              "confident but wrong pose sent to Nav2 is the worst this node can do. Unverified poses are published "
+              "on ~/pose either way; failed ones never."),
     ParamSpec("initialpose.enabled", False, "Kidnapped-robot recovery: publish the visual pose on "
               "initialpose.topic when it disagrees with the robot's belief (map -> base_frame from TF) for "
               "initialpose.consecutive confident frames. Needs publish_tf false when AMCL owns map -> odom."),
@@ -308,6 +334,11 @@ TRAINER_PARAMS: tuple[ParamSpec, ...] = (
               "overrides the file; a parameter left at its default does not.", read_only=True),
     ParamSpec("onnx", False, "Also export OUTPUT.onnx, checked against the TorchScript model.", read_only=True),
     ParamSpec("cache_dir", "", "Decoded-frame cache directory; '' = ~/.cache/reloc_ros.", read_only=True),
+    ParamSpec("feature_map", "auto", "auto: after training, build the 3-D feature map that verifies poses (the "
+              "bags need CameraInfo; checked before training) and store it in the model file; none: learned "
+              "poses only.", read_only=True, choices=("auto", "none")),
+    ParamSpec("feature", "sift", "Local features of the feature map: sift (accurate) or orb (fast).",
+              read_only=True, choices=("sift", "orb")),
 )
 """Parameters of ``trainer_node`` (defaults: ``config/train.yaml``). All are read once, at start-up."""
 
@@ -355,6 +386,7 @@ class RelocalizationOptions:
     tf_timeout_s: float
     max_rate_hz: float
     min_confidence: float
+    allow_unverified: bool
     initialpose_topic: str
     belief_pose_topic: str
     belief_std: tuple[float, float]
@@ -371,6 +403,10 @@ class RelocalizationOptions:
     def min_period_ns(self) -> int:
         """Least image-stamp spacing accepted (0: no limit)."""
         return int(round(1e9 / self.max_rate_hz)) if self.max_rate_hz > 0 else 0
+
+    def acts_on(self, status: str) -> bool:
+        """Whether a frame of this status may move the robot's belief (TF, /initialpose, ~/relocalize)."""
+        return acts_on(status, self.allow_unverified)
 
 
 # ROS parameter -> RecoveryConfig field.
@@ -463,6 +499,7 @@ def relocalization_options(values: Mapping[str, Any]) -> RelocalizationOptions:
         "tolerance": (v["confidence_tolerance_m"], v["confidence_tolerance_deg"]),
         "hypotheses": v["hypotheses"],
         "threads": v["cpu_threads"] or None,
+        "verify": v["verify"],
     }
     return RelocalizationOptions(
         relocalizer_kwargs=relocalizer_kwargs, recovery=recovery,
@@ -470,9 +507,91 @@ def relocalization_options(values: Mapping[str, Any]) -> RelocalizationOptions:
         image_transport=v["image_transport"], map_frame=v["map_frame"], odom_frame=v["odom_frame"],
         base_frame=v["base_frame"], camera_frame=v["camera_frame"], publish_tf=v["publish_tf"],
         tf_timeout_s=v["tf_timeout_s"], max_rate_hz=v["max_rate_hz"], min_confidence=v["min_confidence"],
+        allow_unverified=v["allow_unverified"],
         initialpose_topic=v["initialpose.topic"], belief_pose_topic=v["initialpose.belief_pose_topic"],
         belief_std=(v["initialpose.belief_std_m"], v["initialpose.belief_std_rad"]),
         autostart=v["autostart"], diagnostics_period_s=v["diagnostics_period_s"], values=v)
+
+
+# --------------------------------------------------------------------------
+# relocalization_node: per-frame status (~/status) and verification diagnostics
+# --------------------------------------------------------------------------
+
+FRAME_STATUS_LEVELS = {"verified": "OK", "unverified": "WARN", "failed": "ERROR"}
+"""``DiagnosticStatus`` level of each frame status on ``~/status``."""
+
+_SHARE_KEYS = {"verified": "frames verified (%)", "unverified": "frames unverified (%)",
+               "failed": "frames failed verification (%)"}
+
+
+def acts_on(status: str, allow_unverified: bool) -> bool:
+    """Whether a frame may move the robot's belief: verified, or unverified with ``allow_unverified``; never failed.
+
+    The same rule as :func:`~reloc_ros.runtime.pipeline.localize_frame` applies to the TF correction and the
+    kidnapped-robot detector; the node applies it to ``~/relocalize`` too.
+    """
+    return status == "verified" or (status == "unverified" and bool(allow_unverified))
+
+
+def frame_status_values(est: "Estimate") -> dict[str, Any]:
+    """Return the key/values of one frame's ``~/status``: status, inliers, confidence, sigmas, verification shift.
+
+    ``learned_to_verified_m`` / ``_deg`` (how far verification moved the learned pose) only when the frame
+    is verified and the engine kept the learned pose.
+    """
+    sigma_m, sigma_deg = est.sigmas
+    values: dict[str, Any] = {
+        "status": est.status,
+        "inliers": int(est.inliers),
+        "confidence": float(est.confidence),
+        "sigma_m": float(sigma_m),
+        "sigma_deg": float(sigma_deg),
+    }
+    learned = est.learned_T_map_cam
+    if est.status == "verified" and learned is not None:
+        values["learned_to_verified_m"] = float(translation_error(learned, est.T_map_cam))
+        values["learned_to_verified_deg"] = float(rotation_error_deg(learned, est.T_map_cam))
+    return values
+
+
+def make_frame_status(types: Mapping[str, Any], est: "Estimate", node_name: str, hardware_id: str) -> Any:
+    """``diagnostic_msgs/msg/DiagnosticArray`` of one frame for ``~/status``, stamped with the image stamp.
+
+    One ``DiagnosticStatus`` named ``'<node_name>: frame'``: level OK (verified), WARN (unverified) or ERROR
+    (failed); message ``'<status>: <status_detail>'``; ``hardware_id`` the model file; values from
+    :func:`frame_status_values`. ``types`` maps message type names to classes (rclpy's from
+    :func:`~reloc_ros.conversions.ros_message_types`, or a rosbags typestore's ``types``).
+    """
+    if est.status not in FRAME_STATUS_LEVELS:
+        raise ValueError(f"unknown frame status {est.status!r}; expected one of {', '.join(FRAME_STATUS_LEVELS)}")
+    detail = str(est.status_detail or "").strip()
+    message = f"{est.status}: {detail}" if detail else est.status
+    return conv.make_diagnostic_array(types, est.stamp_ns, f"{node_name}: frame", FRAME_STATUS_LEVELS[est.status],
+                                      message, frame_status_values(est), hardware_id=str(hardware_id))
+
+
+def verification_report(counts: Mapping[str, int], verified_inliers: Sequence[int],
+                        verifying: bool) -> tuple[dict[str, Any], str]:
+    """Verification figures for ``/diagnostics`` over one period, and a warning ('' when none).
+
+    ``counts`` are the frames of each status since the last report, ``verified_inliers`` the inlier counts of
+    the verified ones. Values: whether the node verifies at all, the share of each status (percent, 'n/a'
+    without frames) and the median inliers of the verified frames. The warning: the node verifies but every
+    frame of the period failed (so nothing was published).
+    """
+    unknown = sorted(set(counts) - set(FRAME_STATUSES))
+    if unknown:
+        raise ValueError(f"unknown frame status(es) {', '.join(unknown)}; expected {', '.join(FRAME_STATUSES)}")
+    total = sum(int(counts.get(s, 0)) for s in FRAME_STATUSES)
+    values: dict[str, Any] = {"verifying": "yes" if verifying else "no (learned poses only: unverified)"}
+    for s in FRAME_STATUSES:
+        values[_SHARE_KEYS[s]] = 100.0 * int(counts.get(s, 0)) / total if total else "n/a"
+    values["median inliers (verified)"] = float(statistics.median(verified_inliers)) if verified_inliers else "n/a"
+    warning = ""
+    if verifying and total and int(counts.get("failed", 0)) == total:
+        warning = (f"verification failed on all {total} frame(s) since the last report: no pose published "
+                   f"(is the camera outside the mapped area, or the map / camera_info wrong?)")
+    return values, warning
 
 
 # --------------------------------------------------------------------------
@@ -491,6 +610,7 @@ class TrainerOptions:
     device: str
     onnx: bool
     cache_dir: Path
+    map_config: Any = None  # reloc_ros.mapping.build.MapConfig, or None for feature_map: none
 
 
 # ROS parameter -> `reloc-ros train` option (argparse dest).
@@ -498,7 +618,8 @@ _TRAIN_DESTS = {
     "bags": "bags", "output": "out", "image_topic": "image_topic", "map_frame": "map_frame",
     "camera_frame": "camera_frame", "pose_topic": "pose_topic", "depth_topic": "depth_topic", "model": "model",
     "backbone": "backbone", "epochs": "epochs", "batch_size": "batch_size", "input_size": "input_size",
-    "device": "device", "resume": "resume", "onnx": "onnx", "cache_dir": "cache_dir",
+    "device": "device", "resume": "resume", "onnx": "onnx", "cache_dir": "cache_dir", "feature_map": "map",
+    "feature": "feature",
 }
 
 
@@ -550,7 +671,8 @@ def trainer_options(values: Mapping[str, Any]) -> TrainerOptions:
     source = cli.bag_source_from_args(args)
     return TrainerOptions(bags=tuple(Path(b) for b in args.bags), out=Path(args.out), source=source, config=cfg,
                           resume=bool(args.resume), device=str(args.device), onnx=bool(args.onnx),
-                          cache_dir=Path(args.cache_dir))
+                          cache_dir=Path(args.cache_dir),
+                          map_config=None if args.map == "none" else cli.map_config_from_args(args))
 
 
 _EPOCH_RE = re.compile(r"epoch (\d+)/(\d+) loss (\S+) val (\S+) m (\S+) deg")
