@@ -54,26 +54,32 @@ def test_synth_refuses_to_overwrite_and_bad_size(tmp_path, capsys):
 
 def test_demo_runs_the_main_job_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
-    args = ["-q", "demo", "--out", str(out), "--frames", "30", "--size", "64x48", "--epochs", "1",
+    args = ["-q", "demo", "--out", str(out), "--frames", "120", "--size", "160x120", "--epochs", "1",
             "--input-size", "32x24"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    assert "30 posed frames" in text and "15 posed frames" in text and "mean-pose baseline" in text
+    assert "120 posed frames" in text and "60 posed frames" in text and "mean-pose baseline" in text
+    assert "feature map stored in" in text and "status:" in text
     assert (out / "routes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "plots" / "error_cdf.png").exists() and (out / "model.pt").exists()
     assert (out / "plots" / "calibration.png").exists()
     # The query bag went through the relocalizer as the node would run it: its outputs are a real bag.
     assert "replayed the query bag" in text and (out / "relocalized_bag" / "metadata.yaml").exists()
     _, mapping = read_tum_trajectory(out / "mapping_gt.tum")
-    assert len(mapping) == 30
+    assert len(mapping) == 120
     report = json.loads((out / "report.json").read_text())
-    assert report["frames"] == 15 and report["model_name"] == "posenet"
+    st = report["status"]
+    assert st["frames"] == 60 and report["model_name"] == "posenet"
+    # A model trained for one epoch proposes badly; the map still verifies most frames, and accurately.
+    assert st["shares"]["verified"] >= 0.8 and report["frames"] == st["counts"]["verified"]
+    assert st.get("verified_wrong_share", 0.0) == 0.0 and report["median_translation_m"] < 0.1
     assert "median_translation_m" in report["mean_pose_baseline"]
     # The report is what `reloc-ros eval` says for the same files.
     assert main(["-q", "eval", str(out / "model.pt"), str(out / "query_bag"), "--json", str(tmp_path / "e.json")]) == 0
     again = json.loads((tmp_path / "e.json").read_text())
     for key in ("frames", "median_translation_m", "median_rotation_deg", "within", "covariance"):
         assert again[key] == report[key], key
+    assert again["status"]["counts"] == st["counts"]
     # A second run reuses bags and model instead of failing on the existing paths.
     assert main(args) == 0
 

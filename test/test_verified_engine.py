@@ -199,3 +199,27 @@ def test_calibration_on_held_out_frames_covers_the_errors(world):
     cov = U.coverage(np.stack(errs), np.stack(covs))
     for group in ("translation", "rotation"):  # 95 % expected within 2 sigma; neither over- nor under-confident
         assert 0.8 <= cov[group]["within_2sigma"] and cov[group]["within_1sigma"] <= 0.95, cov
+
+
+def test_an_onnx_model_reads_the_map_of_the_torchscript_file_beside_it(world, caplog):
+    pytest.importorskip("onnxruntime")
+    d = world["dir"]
+    onnx = E.export_onnx(world["plain"], d / "far.onnx")  # beside far.pt, the same model with its map
+    reloc = Relocalizer(onnx, device="cpu")
+    assert reloc.backend_name == "onnx" and reloc.verifying
+    ts = Relocalizer(world["model"], device="cpu")
+    a, b = _run(reloc, world["query"], range(6)), _run(ts, world["query"], range(6))
+    assert [e.status for e in a] == [e.status for e in b] and "verified" in [e.status for e in a]
+    for x, y in zip(a, b):
+        assert np.allclose(x.T_map_cam, y.T_map_cam, atol=1e-3)
+    # Beside another model's TorchScript file: no map is borrowed from it.
+    other = d / "other"
+    other.mkdir()
+    shutil.copy(onnx, other / "far.onnx")
+    torch.manual_seed(1)
+    E.export_torchscript(build_apr(APRConfig()), other / "far.pt", {**_meta(), "model": "another"},
+                         pos_mean=(0.0, 0.0, 0.0), pos_scale=1.0, input_size=(64, 48))
+    lone = Relocalizer(other / "far.onnx", device="cpu")
+    assert not lone.verifying and "is another model" in lone.verification
+    with pytest.raises(RelocError, match="is another model"):
+        Relocalizer(other / "far.onnx", device="cpu", verify="on")
