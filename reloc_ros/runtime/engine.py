@@ -298,60 +298,11 @@ class Relocalizer:
 
     def _setup_verification(self, mode: str, config: Any) -> None:
         """Load the model file's feature map into a :class:`~reloc_ros.runtime.verify.Verifier` (or say why not)."""
-        self._verifier = None
+        from reloc_ros.runtime.verify import load_verifier
+
         self._last_verified: tuple[int, np.ndarray] | None = None
-        if mode == "off":
-            self.verification = "off"
-            return
-        from reloc_ros.mapping.storage import load_map
-
-        map_file, map_meta = self.model_path, self.metadata
-        why = "the model file carries no feature map (build one with 'reloc-ros map MODEL BAG')"
-        if self.backend_name == "onnx":
-            # An ONNX file cannot hold the map: it is read from the TorchScript file written beside it (train
-            # --onnx writes both), provided that file is the same model.
-            map_file, map_meta = self._torchscript_sibling()
-            why = (f"an ONNX file carries no feature map and the TorchScript file beside it ('{map_file}') "
-                   f"{'is another model' if map_meta is None and map_file.is_file() else 'does not exist'}")
-        loaded = None if map_meta is None else load_map(map_file, map_meta)
-        if map_meta is not None and loaded is None and self.backend_name == "onnx":
-            why = f"the TorchScript file beside it ('{map_file}') carries no feature map"
-        if loaded is None:
-            if mode == "on":
-                raise RelocError(f"verification is on but {why}; or run with verification off")
-            logger.warning("model '%s': %s; poses are the model's alone (status 'unverified'), and by default they "
-                           "do not move map -> odom or /initialpose", self.model_path, why)
-            self.verification = f"none: {why}"
-            return
-        from reloc_ros.runtime.verify import Verifier
-
-        fmap, cal = loaded
-        entry = map_meta["feature_map"]
-        if entry.get("map_frame", self.map_frame) != self.map_frame:
-            raise RelocError(f"the feature map of '{self.model_path}' is in frame '{entry.get('map_frame')}' but the "
-                             f"model's poses are in '{self.map_frame}'; rebuild it with 'reloc-ros map'")
-        calibration = U.Calibration.from_dict(cal) if cal else None
-        if calibration is None:
-            logger.warning("model '%s': the feature map's covariance is not calibrated (built outside the trainer "
-                           "or with too few held-out frames): verified poses carry the raw PnP covariance",
-                           self.model_path)
-        self._verifier = Verifier(fmap, config, calibration)
-        self.verification = (f"{fmap.feature} feature map, {len(fmap.kf_poses_k44)} key frames, "
-                             f"{len(fmap.points_p3)} points ({fmap.info.get('point_source', '?')})"
-                             + ("" if calibration else ", uncalibrated"))
-
-    def _torchscript_sibling(self) -> tuple[Path, dict[str, Any] | None]:
-        """The ``.pt`` beside an ONNX model and its metadata, or None when it is missing or another model."""
-        from reloc_ros.training.export import read_metadata
-
-        sibling = self.model_path.with_suffix(".pt")
-        if not sibling.is_file():
-            return sibling, None
-        meta = read_metadata(sibling)
-
-        def strip(m: Mapping[str, Any]) -> dict[str, Any]:
-            return {k: v for k, v in m.items() if k != "feature_map"}
-        return sibling, (meta if strip(meta) == strip(self.metadata) else None)
+        self._verifier, self.verification = load_verifier(self.model_path, self.metadata, self.backend_name, mode,
+                                                          config)
 
     @property
     def verifying(self) -> bool:

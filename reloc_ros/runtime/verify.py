@@ -47,7 +47,8 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -412,3 +413,62 @@ def calibrate(verifier: Verifier, images: Sequence[np.ndarray], gt_poses_n44: np
     logger.info("verification covariance calibrated on %d held-out frames (%s): scale %.2f / %.2f, floor %.3f m / "
                 "%.2f deg", len(errors), statuses, cal.scale_t, cal.scale_r, cal.floor_t, math.degrees(cal.floor_r))
     return cal
+
+
+def load_verifier(model_path: Path, metadata: Mapping[str, Any], backend: str, mode: str,
+                  config: VerifyConfig | None = None) -> tuple[Verifier | None, str]:
+    """Return the :class:`Verifier` of a model file's feature map (or None) and a line saying what verifies.
+
+    ``mode`` is the engine's (``auto``, ``on``, ``off``). An ONNX model cannot
+    hold the map: it is read from the TorchScript file of the same name beside
+    it (``train --onnx`` writes both), when that file is the same model.
+    Raises :class:`RelocError` for ``on`` without a map, a map in another
+    frame than the model's poses, or a map that does not belong to the file.
+    """
+    from reloc_ros.mapping.storage import load_map
+
+    if mode == "off":
+        return None, "off"
+    model_path = Path(model_path)
+    map_file, map_meta = model_path, metadata
+    why = "the model file carries no feature map (build one with 'reloc-ros map MODEL BAG')"
+    if backend == "onnx":
+        map_file, map_meta = _torchscript_sibling(model_path, metadata)
+        why = (f"an ONNX file carries no feature map and the TorchScript file beside it ('{map_file}') "
+               f"{'is another model' if map_meta is None and map_file.is_file() else 'does not exist'}")
+    loaded = None if map_meta is None else load_map(map_file, map_meta)
+    if map_meta is not None and loaded is None and backend == "onnx":
+        why = f"the TorchScript file beside it ('{map_file}') carries no feature map"
+    if loaded is None:
+        if mode == "on":
+            raise RelocError(f"verification is on but {why}; or run with verification off")
+        logger.warning("model '%s': %s; poses are the model's alone (status 'unverified'), and by default they "
+                       "do not move map -> odom or /initialpose", model_path, why)
+        return None, f"none: {why}"
+    fmap, cal = loaded
+    entry = map_meta["feature_map"]
+    map_frame = metadata["frames"]["map_frame"]
+    if entry.get("map_frame", map_frame) != map_frame:
+        raise RelocError(f"the feature map of '{model_path}' is in frame '{entry.get('map_frame')}' but the "
+                         f"model's poses are in '{map_frame}'; rebuild it with 'reloc-ros map'")
+    calibration = U.Calibration.from_dict(cal) if cal else None
+    if calibration is None:
+        logger.warning("model '%s': the feature map's covariance is not calibrated (built outside the trainer "
+                       "or with too few held-out frames): verified poses carry the raw PnP covariance", model_path)
+    described = (f"{fmap.feature} feature map, {len(fmap.kf_poses_k44)} key frames, {len(fmap.points_p3)} points "
+                 f"({fmap.info.get('point_source', '?')})" + ("" if calibration else ", uncalibrated"))
+    return Verifier(fmap, config, calibration), described
+
+
+def _torchscript_sibling(model_path: Path, metadata: Mapping[str, Any]) -> tuple[Path, dict[str, Any] | None]:
+    """The ``.pt`` beside an ONNX model and its metadata, or None when it is missing or another model."""
+    from reloc_ros.training.export import read_metadata
+
+    sibling = model_path.with_suffix(".pt")
+    if not sibling.is_file():
+        return sibling, None
+    meta = read_metadata(sibling)
+
+    def strip(m: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in m.items() if k != "feature_map"}
+    return sibling, (meta if strip(meta) == strip(metadata) else None)
