@@ -253,7 +253,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"mean-pose baseline on the same frames: {b['median_translation_m']:.3f} m, "
               f"{b['median_rotation_deg']:.2f} deg")
     if map_config is not None and int(os.environ.get("RANK", "0")) == 0:  # under torchrun: rank 0 only
-        _print_map(build_model_map_cli(args.out, args.bags, source, map_config, not args.quiet), args.out)
+        try:
+            entry = build_model_map_cli(args.out, args.bags, source, map_config, not args.quiet)
+        except RelocError as e:
+            raise RelocError(f"training is done and {args.out} is written, but its feature map could not be built: "
+                             f"{e}. The model works without it (poses unverified); build it later with 'reloc-ros "
+                             f"map {args.out} BAG...', or train with --map none") from e
+        _print_map(entry, args.out)
     return 0
 
 

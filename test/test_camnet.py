@@ -263,7 +263,7 @@ def test_camnet_beats_the_mean_pose_and_an_apr_with_the_same_budget(depth_bags, 
     from reloc_ros.training.trainer import TrainConfig, train
 
     cam = tmp_path / "camnet.pt"
-    assert main(["-q", "train", str(depth_bags / "map"), "--model", "camnet", "--backbone", "resnet18",
+    assert main(["-q", "train", str(depth_bags / "map"), "--map", "none", "--model", "camnet", "--backbone", "resnet18",
                  "--input-size", "64x48", "--epochs", "3", "--batch-size", "8", "--depth-topic", DEPTH_TOPIC,
                  "--out", str(cam), "--cache-dir", str(tmp_path / "cache")]) == 0
     apr = tmp_path / "posenet.pt"
@@ -354,9 +354,9 @@ def test_camnet_under_torchrun_two_processes_on_cpu(depth_bags, tmp_path):
     env["OMP_NUM_THREADS"] = "1"
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-         "reloc_ros.cli", "-q", "train", str(depth_bags / "tiny"), "--model", "camnet", "--backbone", "resnet18",
-         "--out", str(out), "--epochs", "1", "--input-size", "32x32", "--batch-size", "4", "--depth-topic",
-         DEPTH_TOPIC, "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"],
+         "reloc_ros.cli", "-q", "train", str(depth_bags / "tiny"), "--map", "none", "--model", "camnet",
+         "--backbone", "resnet18", "--out", str(out), "--epochs", "1", "--input-size", "32x32", "--batch-size", "4",
+         "--depth-topic", DEPTH_TOPIC, "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"],
         capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     state = load_checkpoint(checkpoint_path_for(out))

@@ -400,6 +400,11 @@ def test_trainer_options_required_and_defaults(tmp_path):
     assert o.source.map_frame == "map"
     from reloc_ros.training.trainer import TrainConfig
     assert o.config == TrainConfig()
+    from reloc_ros.mapping.build import MapConfig
+    assert o.map_config == MapConfig()  # the feature map is built after training by default
+    base = {"bags": ["a_bag"], "output": str(tmp_path / "m.pt")}
+    assert P.trainer_options({**base, "feature_map": "none"}).map_config is None
+    assert P.trainer_options({**base, "feature": "orb"}).map_config.feature == "orb"
 
 
 def test_trainer_options_pass_values_through(tmp_path):

@@ -286,8 +286,8 @@ def test_out_of_memory_names_the_options_to_lower(bags, tmp_path, monkeypatch):
 
 
 def test_train_command_rejects_a_bad_loss_name(bags, tmp_path, capsys):
-    code = cli_main(["-q", "train", str(bags / "map"), "--model", "pmnet", "--out", str(tmp_path / "m.pt"),
-                     "--pmnet-losses", "pose,nerfmap"])
+    code = cli_main(["-q", "train", str(bags / "map"), "--map", "none", "--model", "pmnet",
+                     "--out", str(tmp_path / "m.pt"), "--pmnet-losses", "pose,nerfmap"])
     assert code == 2 and "unknown PMNet loss 'nerfmap'" in capsys.readouterr().err
 
 
@@ -304,10 +304,10 @@ def test_pmnet_under_torchrun_two_processes_on_cpu(bags, trained, tmp_path):
     env["OMP_NUM_THREADS"] = "1"
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-         "reloc_ros.cli", "train", str(bags / "map"), "--model", "pmnet", "--out", str(out), "--epochs", "1",
-         "--input-size", "32x24", "--batch-size", "4", "--depth-topic", DEPTH_TOPIC, "--nerf-steps", "200",
-         "--nerf-pose-steps", "80", "--nerf-rays", "512", "--nerf-resolution", "64", "--cache-dir",
-         str(bags / "cache"), "--device", "cpu"],
+         "reloc_ros.cli", "train", str(bags / "map"), "--map", "none", "--model", "pmnet", "--out", str(out),
+         "--epochs", "1", "--input-size", "32x24", "--batch-size", "4", "--depth-topic", DEPTH_TOPIC,
+         "--nerf-steps", "200", "--nerf-pose-steps", "80", "--nerf-rays", "512", "--nerf-resolution", "64",
+         "--cache-dir", str(bags / "cache"), "--device", "cpu"],
         capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     assert "reusing the NeRF-P" in res.stderr

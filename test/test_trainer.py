@@ -49,9 +49,9 @@ def bags(tmp_path_factory):
 def test_trained_model_beats_mean_pose_baseline_on_the_query_route(bags, tmp_path, capsys):
     """Go bag -> train -> export -> eval on a different route: a learned result, not 'it ran'."""
     out = tmp_path / "model.pt"
-    assert main(["-q", "train", str(bags / "map"), "--model", "posenet", "--out", str(out), "--epochs", "16",
-                 "--input-size", "64x48", "--preprocessing", "resize", "--batch-size", "16", "--lr", "1e-3",
-                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert main(["-q", "train", str(bags / "map"), "--map", "none", "--model", "posenet", "--out", str(out),
+                 "--epochs", "16", "--input-size", "64x48", "--preprocessing", "resize", "--batch-size", "16",
+                 "--lr", "1e-3", "--cache-dir", str(tmp_path / "cache")]) == 0
     report_path = tmp_path / "eval.json"
     assert main(["-q", "eval", str(out), str(bags / "query"), "--json", str(report_path),
                  "--plots", str(tmp_path / "plots"), "--tum", str(tmp_path / "pred.tum")]) == 0
@@ -151,8 +151,8 @@ def test_config_file_and_command_line_precedence(bags, tmp_path, capsys):
     cfg = tmp_path / "train.yaml"
     cfg.write_text("model: lrf-posenet\nepochs: 5\ninput-size: 32x24\nbatch_size: 8\n")
     out = tmp_path / "x.pt"
-    assert main(["-q", "train", str(bags / "tiny"), "--config", str(cfg), "--out", str(out), "--epochs", "1",
-                 "--cache-dir", str(tmp_path / "c"), "--onnx"]) == 0
+    assert main(["-q", "train", str(bags / "tiny"), "--map", "none", "--config", str(cfg), "--out", str(out),
+                 "--epochs", "1", "--cache-dir", str(tmp_path / "c"), "--onnx"]) == 0
     assert out.with_suffix(".onnx").exists()  # written beside, checked against the TorchScript output
     state = load_checkpoint(checkpoint_path_for(out))
     assert state["config"]["model"] == "lrf-posenet" and state["config"]["head"] == "lstm"
@@ -171,7 +171,7 @@ def test_torchrun_two_processes_on_cpu(bags, tmp_path):
     env["OMP_NUM_THREADS"] = "1"
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
-         "reloc_ros.cli", "-q", "train", str(bags / "tiny"), "--out", str(out), "--epochs", "2",
+         "reloc_ros.cli", "-q", "train", str(bags / "tiny"), "--map", "none", "--out", str(out), "--epochs", "2",
          "--input-size", "32x24", "--batch-size", "8", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"],
         capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
