@@ -23,3 +23,4 @@ bench: setup
 	$(PYTHON) -m reloc_ros.cli bench --suite full --json benchmarks/results.json --markdown benchmarks/results.md
 	$(PYTHON) -m reloc_ros.cli bench --suite camnet --json benchmarks/camnet.json --markdown benchmarks/camnet.md
 	$(PYTHON) -m reloc_ros.cli bench --suite pmnet --json benchmarks/pmnet.json --markdown benchmarks/pmnet.md
+	$(PYTHON) -m reloc_ros.cli bench --suite verify --json benchmarks/verify.json --markdown benchmarks/verify.md
