@@ -75,7 +75,8 @@ def test_estimate_is_a_pose_with_an_honest_covariance(reloc):
     assert np.allclose(est.covariance, est.covariance.T) and np.all(np.linalg.eigvalsh(est.covariance) > 0)
     assert 0.0 <= est.confidence <= 1.0
     assert est.hypotheses.shape == (8, 4, 4) and all(is_rigid(T) for T in est.hypotheses)
-    assert set(est.timings_ms) == {"decode", "preprocess", "inference", "postprocess", "total"}
+    assert set(est.timings_ms) == {"decode", "preprocess", "inference", "postprocess", "verification", "total"}
+    assert est.timings_ms["verification"] == 0.0 and est.status == "unverified"  # no feature map in this file
     assert est.timings_ms["total"] == pytest.approx(sum(est.timings_ms[k] for k in
                                                         ("decode", "preprocess", "inference", "postprocess")))
     assert "calibrated on 40 frames" in reloc.describe() and "16 samples" in reloc.describe()

@@ -66,7 +66,7 @@ class Oracle:
         self.fail_at = fail_at
         self.calls = 0
 
-    def relocalize_msg(self, msg):
+    def relocalize_msg(self, msg, intrinsics=None):
         self.calls += 1
         if self.fail_at is not None and self.calls == self.fail_at:
             raise RuntimeError("oracle crashed")
@@ -75,7 +75,7 @@ class Oracle:
         T = self.truth[stamp]
         timings = {k: 0.0 for k in (*STAGES, "total")}
         return Estimate(stamp, T.copy(), ORACLE_COV.copy(), 0.99, T @ HYP_OFFSETS, timings, "map",
-                        "camera_optical_frame")
+                        "camera_optical_frame", status="verified", status_detail="oracle", inliers=100)
 
 
 # ---------------------------------------------------------------------------
@@ -246,6 +246,38 @@ def test_no_initialpose_when_the_belief_agrees(oracle_run):
     result, _, _, msgs = oracle_run
     assert INIT not in msgs
     assert result.reinitialisations == []
+
+
+class StatusOracle(Oracle):
+    """The oracle, with the verification status of each frame in turn: verified, unverified, failed, ..."""
+
+    def relocalize_msg(self, msg, intrinsics=None):
+        est = super().relocalize_msg(msg, intrinsics)
+        status = ("verified", "unverified", "failed")[(self.calls - 1) % 3]
+        return dataclasses.replace(est, status=status, status_detail=f"scripted {status}")
+
+
+@pytest.mark.parametrize("allow_unverified", [False, True])
+def test_failed_frames_publish_nothing_and_only_verified_ones_move_tf(synth_bag, truth, tmp_path, allow_unverified):
+    result = replay(StatusOracle(truth), [synth_bag], tmp_path / "out", progress=False,
+                    allow_unverified=allow_unverified)
+    names = ("verified", "unverified", "failed")
+    counts = {s: sum(1 for k in range(N_FRAMES) if k % 3 == i) for i, s in enumerate(names)}
+    n_failed = counts["failed"]
+    assert result.statuses == counts
+    assert result.published == N_FRAMES - n_failed and result.skipped.counts["failed verification"] == n_failed
+    _, msgs = read_out(tmp_path / "out")
+    _, stamps = image_stamps(synth_bag)
+    failed = {s for k, s in enumerate(stamps) if k % 3 == 2}
+    unverified = {s for k, s in enumerate(stamps) if k % 3 == 1}
+    published = [conv.stamp_to_ns(m.header.stamp) for _, m in msgs["/relocalization/camera_pose"]]
+    assert len(published) == N_FRAMES - n_failed and not failed & set(published)
+    tf = [conv.stamp_to_ns(m.transforms[0].header.stamp) for _, m in msgs["/tf"]]
+    assert not failed & set(tf)
+    assert bool(unverified & set(tf)) == allow_unverified
+    # The report says it per status, over every frame with ground truth.
+    st = result.report["status"]
+    assert st["counts"] == result.statuses and st["posed_share"] == pytest.approx(1 - n_failed / N_FRAMES)
 
 
 def test_out_bag_is_never_overwritten(oracle_run, truth, synth_bag):

@@ -463,7 +463,7 @@ def load_verifier(model_path: Path, metadata: Mapping[str, Any], backend: str, m
 
 
 def _torchscript_sibling(model_path: Path, metadata: Mapping[str, Any]) -> tuple[Path, dict[str, Any] | None]:
-    """The ``.pt`` beside an ONNX model and its metadata, or None when it is missing or another model."""
+    """Return the ``.pt`` beside an ONNX model and its metadata (None when it is missing or another model)."""
     from reloc_ros.training.export import read_metadata
 
     sibling = model_path.with_suffix(".pt")
