@@ -65,6 +65,10 @@ _ARRAYS = ("kf_poses_k44", "kf_stamps_ns", "kf_thumbs_kd", "points_p3", "obs_kf_
 _FALLBACK_M_PER_RAD = 1.0
 
 
+# Scale of the uint8 quantisation of stored SIFT descriptors (COLMAP's: 512, clipped to 255).
+_SIFT_QUANT = 512.0
+
+
 def thumbnail_descriptor(image_rgb: np.ndarray) -> np.ndarray:
     """Global descriptor (D,) float32 of an RGB image for cheap retrieval, D = 32 * 24.
 
@@ -272,8 +276,16 @@ class FeatureMap:
     # -- storage -------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        """Serialise to an ``np.savez_compressed`` archive (no pickle); see the module docstring."""
+        """Serialise to an ``np.savez_compressed`` archive (no pickle); see the module docstring.
+
+        SIFT descriptors are stored as uint8, ``round(512 x)`` clipped to
+        255, as COLMAP stores them: RootSIFT components lie in [0, 1] and
+        rarely exceed 0.5, so this loses nothing matching can tell, and the
+        map (most of whose bytes are descriptors) is four times smaller.
+        """
         arrays = {name: getattr(self, name) for name in _ARRAYS}
+        if self.feature == "sift":
+            arrays["obs_desc_md"] = np.clip(np.rint(self.obs_desc_md * _SIFT_QUANT), 0, 255).astype(np.uint8)
         header = {"format": MAP_FORMAT, "format_version": MAP_FORMAT_VERSION, "feature": self.feature,
                   "intrinsics": _intrinsics_dict(self.intrinsics), "info": self.info,
                   "arrays": {name: {"dtype": a.dtype.str, "shape": list(a.shape)} for name, a in arrays.items()}}
@@ -316,11 +328,15 @@ class FeatureMap:
         width, desc_dtype = DESCRIPTOR_SHAPE[header["feature"]]
         expected_dtypes = {"kf_poses_k44": np.float64, "kf_stamps_ns": np.int64, "kf_thumbs_kd": np.float32,
                            "points_p3": np.float64, "obs_kf_m": np.int32, "obs_point_m": np.int32,
-                           "obs_xy_m2": np.float32, "obs_desc_md": desc_dtype}
+                           "obs_xy_m2": np.float32, "obs_desc_md": np.uint8}  # SIFT too, quantised (to_bytes)
         for name, dtype in expected_dtypes.items():
             if arrays[name].dtype != np.dtype(dtype):
                 raise RelocError(f"{what}: array {name} has dtype {arrays[name].dtype}, expected "
                                  f"{np.dtype(dtype).name} for a {header['feature']} map")
+        if header["feature"] == "sift":  # back to unit-norm RootSIFT, as detect() gives them
+            d = arrays["obs_desc_md"].astype(np.float32) / _SIFT_QUANT
+            arrays["obs_desc_md"] = (d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)).astype(
+                desc_dtype)
         intr = header["intrinsics"]
         try:
             intrinsics = Intrinsics(float(intr["fx"]), float(intr["fy"]), float(intr["cx"]), float(intr["cy"]),
