@@ -36,9 +36,11 @@ setup(
     python_requires='>=3.10',
     # rosbags reads and writes bags without ROS; rclpy comes from the ROS
     # installation (package.xml), never from pip.
+    # pycolmap: robust absolute pose (LO-RANSAC) and its refinement for the geometric verification;
+    # tested with 4.2.1, the API of cam_from_world / Rigid3d it uses is 4.x's.
     install_requires=[
         'numpy', 'scipy', 'opencv-python-headless', 'rosbags>=0.10', 'tqdm', 'matplotlib',
-        'pyyaml',
+        'pyyaml', 'pycolmap>=4.2',
     ],
     extras_require={'train': ['torch'], 'onnx': ['onnx', 'onnxruntime']},
     zip_safe=True,
