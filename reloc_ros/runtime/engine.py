@@ -310,6 +310,15 @@ class Relocalizer:
         return self._verifier is not None
 
     @property
+    def covariance_method(self) -> str:
+        """How the published covariances are made: the verified poses' and the learned ones'."""
+        if self._verifier is None:
+            return self.uncertainty
+        frames = self._verifier.calibration.frames
+        cal = f"calibrated on {frames} held-out mapping frames" if frames else "uncalibrated"
+        return f"verified: refined-pose (PnP) covariance, {cal}; unverified: {self.uncertainty}"
+
+    @property
     def feature_map(self) -> Any:
         """The loaded :class:`~reloc_ros.mapping.featuremap.FeatureMap`, or None."""
         return None if self._verifier is None else self._verifier.map

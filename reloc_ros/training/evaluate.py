@@ -436,7 +436,8 @@ def relocalization_report(pred_n44: np.ndarray, gt_n44: np.ndarray, cov_n66: np.
 
     report = accuracy_report(pred_n44, gt_n44, model=str(reloc.model_path), model_name=reloc.metadata.get("model"),
                              data=data, no_estimate=int(no_estimate), **extra)
-    report["covariance"] = {"method": reloc.uncertainty, **U.coverage(U.error_vectors(pred_n44, gt_n44), cov_n66)}
+    method = getattr(reloc, "covariance_method", reloc.uncertainty)
+    report["covariance"] = {"method": method, **U.coverage(U.error_vectors(pred_n44, gt_n44), cov_n66)}
     report["verification"] = getattr(reloc, "verification", "off")
     return report
 
