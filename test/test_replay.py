@@ -43,7 +43,8 @@ from reloc_ros.runtime.tf_math import base_pose_from_camera
 POSE, HYPS, TF, INIT = "/relocalization/pose", "/relocalization/hypotheses", "/tf", "/initialpose"
 CAM = "/relocalization/camera_pose"
 PWCS = "geometry_msgs/msg/PoseWithCovarianceStamped"
-OUT_TYPES = {POSE: PWCS, CAM: PWCS, HYPS: "geometry_msgs/msg/PoseArray", TF: "tf2_msgs/msg/TFMessage", INIT: PWCS}
+OUT_TYPES = {POSE: PWCS, CAM: PWCS, HYPS: "geometry_msgs/msg/PoseArray", TF: "tf2_msgs/msg/TFMessage", INIT: PWCS,
+             "/relocalization/status": "diagnostic_msgs/msg/DiagnosticArray"}
 ORACLE_COV = covariance_from_std(0.02, np.radians(1.0))
 # Two alternative camera poses per frame, relative to the answer (camera frame).
 HYP_OFFSETS = np.stack([make_pose([0.05, 0.0, 0.0], [0, 0, 0, 1]), make_pose([0.0, -0.04, 0.1], [0, 0, 0, 1])])
@@ -156,7 +157,7 @@ def oracle_run(synth_bag, truth, tmp_path_factory):
     return result, out, types, msgs
 
 
-def test_output_bag_is_rosbag2_v8_mcap_with_the_five_topics(oracle_run):
+def test_output_bag_is_rosbag2_v8_mcap_with_the_six_topics(oracle_run):
     result, out, types, _ = oracle_run
     assert result.out_bag == out
     info = yaml.safe_load((out / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
@@ -274,6 +275,11 @@ def test_failed_frames_publish_nothing_and_only_verified_ones_move_tf(synth_bag,
     assert len(published) == N_FRAMES - n_failed and not failed & set(published)
     tf = [conv.stamp_to_ns(m.transforms[0].header.stamp) for _, m in msgs["/tf"]]
     assert not failed & set(tf)
+    # Every frame has its status, as the node's ~/status: ERROR for a failed one, with the reason.
+    status = {conv.stamp_to_ns(m.header.stamp): m.status[0] for _, m in msgs["/relocalization/status"]}
+    assert len(status) == N_FRAMES
+    assert all(status[s].message == "failed: scripted failed" and status[s].level == 2 for s in failed)
+    assert all(status[s].level == 1 for s in unverified)
     assert bool(unverified & set(tf)) == allow_unverified
     # The report says it per status, over every frame with ground truth.
     st = result.report["status"]

@@ -30,7 +30,10 @@ Humble's ``ros2 bag`` reads it):
 * ``/relocalization/hypotheses`` ``geometry_msgs/PoseArray``;
 * ``/tf`` ``tf2_msgs/TFMessage``: ``map -> odom`` (REP-105);
 * ``/initialpose`` ``geometry_msgs/PoseWithCovarianceStamped``: the
-  re-initialisations the kidnapped-robot detector would have sent.
+  re-initialisations the kidnapped-robot detector would have sent;
+* ``/relocalization/status`` ``diagnostic_msgs/DiagnosticArray``: every
+  frame's verification status (verified, unverified, failed) and why, as the
+  node's ``~/status``. A failed frame has only this: no pose, no TF.
 
 The belief the detector compares against is ``map -> base_frame`` from the
 input bag's own TF (e.g. what AMCL published while recording), when it has
@@ -60,6 +63,7 @@ from reloc_ros.errors import RelocError
 from reloc_ros.geometry import covariance_from_std
 from reloc_ros.io_utils import atomic_new_dir
 from reloc_ros.runtime.engine import STAGES, NoEstimate, Relocalizer
+from reloc_ros.runtime.node_params import make_frame_status
 from reloc_ros.runtime.pipeline import localize_frame
 from reloc_ros.runtime.recovery import KidnapDetector, RecoveryConfig
 from reloc_ros.runtime.verify import CameraMismatch
@@ -71,6 +75,8 @@ CAMERA_POSE_TOPIC = "/relocalization/camera_pose"
 HYPOTHESES_TOPIC = "/relocalization/hypotheses"
 TF_TOPIC = "/tf"
 INITIALPOSE_TOPIC = "/initialpose"
+STATUS_TOPIC = "/relocalization/status"
+_DIAG = "diagnostic_msgs/msg/DiagnosticArray"
 _PWCS = "geometry_msgs/msg/PoseWithCovarianceStamped"
 _POSE_ARRAY = "geometry_msgs/msg/PoseArray"
 _TF = "tf2_msgs/msg/TFMessage"
@@ -161,7 +167,7 @@ def replay(model: str | Path | Relocalizer, in_bags: Sequence[str | Path], out_b
     types = ts.types
     result = ReplayResult(Path(out_bag))
     stamps, poses, covs = [], [], []
-    every: list = []  # (stamp, estimate) of every frame with an estimate, for the per-status report
+    every: list = []  # the estimate of every frame that has one, for the per-status report
     timings: dict[str, list[float]] = {k: [] for k in (*STAGES, "total")}
     with Bag(in_bags) as bag, atomic_new_dir(out_bag) as tmp:
         image_topic = choose_image_topic(bag, source.image_topic)
@@ -174,6 +180,7 @@ def replay(model: str | Path | Relocalizer, in_bags: Sequence[str | Path], out_b
             c_hyp = writer.add_connection(HYPOTHESES_TOPIC, _POSE_ARRAY, typestore=ts)
             c_tf = writer.add_connection(TF_TOPIC, _TF, typestore=ts)
             c_init = writer.add_connection(INITIALPOSE_TOPIC, _PWCS, typestore=ts)
+            c_status = writer.add_connection(STATUS_TOPIC, _DIAG, typestore=ts)
             bar = tqdm(total=bag.message_count(image_topic), desc="replaying", unit="frame", disable=not progress)
             for _, _, msg in bag.messages([image_topic]):
                 result.frames += 1
@@ -192,6 +199,8 @@ def replay(model: str | Path | Relocalizer, in_bags: Sequence[str | Path], out_b
                     continue
                 result.statuses[est.status] = result.statuses.get(est.status, 0) + 1
                 every.append(est)
+                writer.write(c_status, est.stamp_ns, ts.serialize_cdr(
+                    make_frame_status(types, est, "relocalization", str(reloc.model_path)), _DIAG))
                 if not est.publishable:
                     result.skipped.add("failed verification")
                     continue
