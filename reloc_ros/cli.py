@@ -140,8 +140,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     Renders a mapping bag (the robot drives its loop twice) and a query bag of
     a different route, trains a model on the first through the same trainer
     ``reloc-ros train`` uses, builds the feature map that verifies its poses
-    (triangulated from the mapping run's poses, as ``reloc-ros map``), replays the second through the relocalizer as
-    ``reloc-ros replay`` (and the node) would, and reports its accuracy and
+    (triangulated from the mapping run's poses, as ``reloc-ros map``),
+    replays the second through the relocalizer as ``reloc-ros replay`` (and
+    the node) would, and reports its accuracy, verification status and
     covariance calibration, beside the mean-pose baseline: the same figures
     ``reloc-ros eval`` gives for the same files. Bags and the model already
     in ``--out`` from an earlier run are reused.
