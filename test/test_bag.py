@@ -323,3 +323,12 @@ def test_crop_preprocessing_is_cached_apart_from_resize(robot_bag, tmp_path):
     # Crop keeps the 24x24 centre of the 32x24 image (scaled by 0.5): the centred principal point stays centred.
     assert cropped.intrinsics.fx == pytest.approx(15.0) and cropped.intrinsics.cx == pytest.approx(5.5)
     assert resized.intrinsics.fx == pytest.approx(30.0 * 12 / 32)
+
+
+def test_a_rosbag2_directory_named_like_a_ros1_bag_is_read_as_rosbag2(tmp_path):
+    """'reloc-ros synth map.bag' and 'ros2 bag record -o map.bag' write a rosbag2 directory called map.bag."""
+    from reloc_ros.data.synth import write_synthetic_bag
+
+    write_synthetic_bag(tmp_path / "map.bag", route="test", frames=5, size=(32, 24), progress=False)
+    ds = read_bag_dataset(tmp_path / "map.bag", BagSource(), load_images=False)
+    assert len(ds) == 5

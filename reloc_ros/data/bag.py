@@ -134,6 +134,13 @@ class Bag:
         self.name = ", ".join(str(p) for p in self.paths)
         # ROS 2 bags written without embedded definitions need a default store.
         self._reader = AnyReader(self.paths, default_typestore=get_typestore(Stores.ROS2_HUMBLE))
+        if not self._reader.is2 and all(p.is_dir() for p in self.paths):
+            # rosbags takes any path ending in '.bag' for ROS 1, even a rosbag2 directory such as the
+            # 'map.bag' that 'reloc-ros synth map.bag' (and 'ros2 bag record -o map.bag') writes.
+            from rosbags.rosbag2 import Reader as Reader2
+
+            self._reader.is2 = True
+            self._reader.readers = [Reader2(p) for p in self.paths]
 
     def __enter__(self) -> "Bag":
         try:

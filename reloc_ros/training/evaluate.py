@@ -410,7 +410,8 @@ def format_status(status: dict[str, Any]) -> list[str]:
              f"{status['frames']} frames; posed {100 * status['posed_share']:.1f} %"]
     for s, rep in status["by_status"].items():
         cov = rep["covariance"]
-        lines.append(f"    {s:<10} median {rep['median_translation_m']:.3f} m, {rep['median_rotation_deg']:.2f} deg; "
+        what = "failed (the rejected learned poses, not published):" if s == "failed" else f"{s:<10}"
+        lines.append(f"    {what} median {rep['median_translation_m']:.3f} m, {rep['median_rotation_deg']:.2f} deg; "
                      f"within 2 sigma {100 * cov['translation']['within_2sigma']:.0f} % / "
                      f"{100 * cov['rotation']['within_2sigma']:.0f} % (pos / rot)"
                      + (f"; median inliers {rep['inliers_median']:.0f}" if "inliers_median" in rep else ""))
