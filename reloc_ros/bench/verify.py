@@ -30,7 +30,7 @@ seed 0, a mapping route driven twice and a different query route:
    verification exists to prevent.
 3. Latency of each verification stage at 640x480 for SIFT and ORB maps.
 4. Mapping cost (time, map size) against the number of mapping frames,
-   measured up to the issue's 1000-frame bag.
+   measured up to a 1000-frame bag.
 
 Images are 320x240 for the ablation: at 640x480 rendering a bag costs about
 six times as long and SIFT about four times, which would make the two scenes'
