@@ -149,9 +149,9 @@ def build_model_map(model_path: str | Path, bags: Sequence[str | Path], source: 
     sparse = points < _SPARSE_POINTS or float(np.median(per_kf)) < _SPARSE_POINTS_PER_KEYFRAME
     if sparse:
         logger.warning("the feature map is sparse: %d points, median %d per key frame (want >= %d and >= %d): "
-                       "many frames will fail verification; record a mapping run with more texture or overlap, or "
-                       "use --feature sift", points, int(np.median(per_kf)), _SPARSE_POINTS,
-                       _SPARSE_POINTS_PER_KEYFRAME)
+                       "many frames will fail verification; record a mapping run with more texture or overlap%s",
+                       points, int(np.median(per_kf)), _SPARSE_POINTS, _SPARSE_POINTS_PER_KEYFRAME,
+                       ", or use --feature sift" if config.feature != "sift" else "")
     extra = {"bags": [str(b) for b in bags], "map_frame": ds.map_frame, "posed_frames": int(len(ds)),
              "sparse": bool(sparse), "config": asdict(config), "build_s": round(time.perf_counter() - t0, 1),
              **cal_info}
