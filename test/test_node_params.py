@@ -22,12 +22,9 @@ from pathlib import Path
 import re
 import xml.etree.ElementTree as ET
 
-import numpy as np
 import pytest
 import yaml
 
-from reloc_ros import conversions as conv
-from reloc_ros.geometry import covariance_from_std, make_pose
 from reloc_ros.runtime import node_params as P
 from reloc_ros.runtime.recovery import RecoveryConfig
 
@@ -96,15 +93,6 @@ def test_relocalization_spec_has_the_documented_parameters():
     assert by["autostart"].read_only
     assert by["verify"].read_only and by["verify"].default == "auto" and by["verify"].choices == ("auto", "on", "off")
     assert by["allow_unverified"].default is False and not by["allow_unverified"].read_only
-
-
-def test_verification_constants_match_the_engine():
-    from reloc_ros.runtime import engine
-
-    assert P.VERIFY_MODES == tuple(engine.VERIFY_MODES)
-    assert P.FRAME_STATUSES == tuple(engine.STATUSES)
-    assert set(P.FRAME_STATUS_LEVELS) == set(engine.STATUSES)
-    assert P.spec_by_name(P.RELOCALIZATION_PARAMS)["verify"].choices == tuple(engine.VERIFY_MODES)
 
 
 def test_relocalize_yaml_lists_every_parameter_with_its_default():
@@ -276,111 +264,6 @@ def test_recovery_errors_name_the_ros_parameter(model_file, monkeypatch):
     with pytest.raises(ValueError, match=r"^parameter 'initialpose\.min_rotation_deg' is invalid: "
                                          r"must be in \[0, 180\], got 200\.0"):
         P.relocalization_options({"model_path": str(model_file)})
-
-
-# --------------------------------------------------------------------------
-# ~/status and the verification part of /diagnostics
-# --------------------------------------------------------------------------
-
-STAMP_NS = 1_700_000_123_456_789_012
-T_LEARNED = make_pose([1.0, 2.0, 0.5], [0.0, 0.0, 0.0, 1.0])
-# Verification moved the learned pose by (0.3, 0.4, 0) m and 10 deg about z.
-T_VERIFIED = make_pose([1.3, 2.4, 0.5], [0.0, 0.0, np.sin(np.radians(5.0)), np.cos(np.radians(5.0))])
-COV = covariance_from_std(0.1, np.radians(2.0))
-
-
-@pytest.fixture(scope="module")
-def ts():
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_HUMBLE)
-
-
-def _estimate(status, detail="", inliers=0, learned=None):
-    from reloc_ros.runtime.engine import Estimate
-
-    T = T_VERIFIED if status == "verified" else T_LEARNED
-    return Estimate(STAMP_NS, T.copy(), COV.copy(), 0.8, np.zeros((0, 4, 4)), {}, "map", "camera_optical_frame",
-                    status=status, status_detail=detail, inliers=inliers, learned_T_map_cam=learned,
-                    learned_covariance=None if learned is None else COV.copy())
-
-
-def _round_trip(ts, msg):
-    typ = "diagnostic_msgs/msg/DiagnosticArray"
-    return ts.deserialize_cdr(ts.serialize_cdr(msg, typ), typ)
-
-
-def test_acts_on_only_verified_unless_allowed():
-    assert P.acts_on("verified", False) and P.acts_on("verified", True)
-    assert not P.acts_on("unverified", False) and P.acts_on("unverified", True)
-    assert not P.acts_on("failed", False) and not P.acts_on("failed", True)   # never, whatever the setting
-
-
-@pytest.mark.parametrize("status, detail, inliers, learned, level", [
-    ("verified", "142 inliers of 300 matches", 142, T_LEARNED, 0),
-    ("unverified", "model file has no feature map", 0, None, 1),
-    ("failed", "12 inliers < 30", 12, T_LEARNED, 2),
-])
-def test_frame_status_round_trips_through_cdr(ts, status, detail, inliers, learned, level):
-    est = _estimate(status, detail, inliers, learned)
-    msg = P.make_frame_status(ts.types, est, "relocalization", "/models/lab.pt")
-    back = _round_trip(ts, msg)
-    assert conv.stamp_to_ns(back.header.stamp) == STAMP_NS   # the image stamp, not now()
-    (st,) = back.status
-    assert st.level == level and st.name == "relocalization: frame" and st.hardware_id == "/models/lab.pt"
-    assert st.message == f"{status}: {detail}"
-    values = {kv.key: kv.value for kv in st.values}
-    assert values["status"] == status and values["inliers"] == str(inliers)
-    assert values["confidence"] == "0.8"
-    assert float(values["sigma_m"]) == pytest.approx(0.1, rel=1e-3)
-    assert float(values["sigma_deg"]) == pytest.approx(2.0, rel=1e-3)
-    if status == "verified":
-        assert float(values["learned_to_verified_m"]) == pytest.approx(0.5, rel=1e-3)
-        assert float(values["learned_to_verified_deg"]) == pytest.approx(10.0, rel=1e-3)
-    else:   # no verified pose to compare with
-        assert "learned_to_verified_m" not in values and "learned_to_verified_deg" not in values
-
-
-def test_frame_status_without_detail_or_learned_pose(ts):
-    (st,) = _round_trip(ts, P.make_frame_status(ts.types, _estimate("verified", inliers=50), "reloc", "m.pt")).status
-    assert st.message == "verified" and st.level == 0
-    assert "learned_to_verified_m" not in {kv.key for kv in st.values}   # the engine kept no learned pose
-    bad = _estimate("unverified")
-    object.__setattr__(bad, "status", "maybe")
-    with pytest.raises(ValueError, match="unknown frame status 'maybe'"):
-        P.make_frame_status(ts.types, bad, "reloc", "m.pt")
-
-
-def test_verification_report_shares_inliers_and_all_failed_warning():
-    values, warning = P.verification_report({"verified": 6, "unverified": 0, "failed": 2}, [100, 40, 60], True)
-    assert values["verifying"] == "yes"
-    assert (values["frames verified (%)"], values["frames unverified (%)"],
-            values["frames failed verification (%)"]) == (75.0, 0.0, 25.0)
-    assert values["median inliers (verified)"] == 60.0
-    assert warning == ""
-
-    values, warning = P.verification_report({"verified": 0, "unverified": 0, "failed": 5}, [], True)
-    assert values["frames failed verification (%)"] == 100.0 and values["median inliers (verified)"] == "n/a"
-    assert warning.startswith("verification failed on all 5 frame(s) since the last report: no pose published")
-
-    # No frames: nothing to share, nothing to warn about (the node's "no frames" check says it).
-    values, warning = P.verification_report(dict.fromkeys(P.FRAME_STATUSES, 0), [], True)
-    assert values["frames verified (%)"] == "n/a" and warning == ""
-
-    # A node that does not verify: learned poses only, never the all-failed warning.
-    values, warning = P.verification_report({"unverified": 4}, [], False)
-    assert values["verifying"].startswith("no") and values["frames unverified (%)"] == 100.0 and warning == ""
-
-    with pytest.raises(ValueError, match="unknown frame status"):
-        P.verification_report({"rejected": 1}, [], True)
-
-
-def test_verification_report_goes_into_a_diagnostic_array(ts):
-    values, warning = P.verification_report({"verified": 1, "unverified": 1, "failed": 0}, [33], True)
-    msg = conv.make_diagnostic_array(ts.types, 5, "relocalization: relocalization", "OK", "ok", values)
-    (st,) = _round_trip(ts, msg).status
-    got = {kv.key: kv.value for kv in st.values}
-    assert got["frames verified (%)"] == "50" and got["median inliers (verified)"] == "33"
 
 
 # --------------------------------------------------------------------------

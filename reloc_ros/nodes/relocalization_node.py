@@ -74,9 +74,9 @@ import tf2_ros
 from reloc_ros import conversions as conv
 from reloc_ros.errors import RelocError
 from reloc_ros.runtime.engine import STAGES, STATUSES, Estimate, LatestFrameWorker, NoEstimate, Relocalizer
+from reloc_ros.runtime.frame_status import make_frame_status, verification_report
 from reloc_ros.runtime.node_params import (RELOCALIZATION_PARAMS, ParamSpec, RelocalizationOptions, check_value,
-                                           make_frame_status, relocalization_options, spec_by_name,
-                                           verification_report)
+                                           relocalization_options, spec_by_name)
 from reloc_ros.runtime.pipeline import localize_frame
 from reloc_ros.runtime.recovery import KidnapDetector, OneShotRequest
 

@@ -25,11 +25,6 @@ keyword arguments, :class:`~reloc_ros.runtime.recovery.RecoveryConfig`,
 parameter, the bad value and what is valid. So all of this is tested without
 ROS, and ``config/*.yaml`` and ``config/README.md`` are checked against the
 specs.
-
-The relocalization node's per-frame ``~/status`` and the verification part of
-its ``/diagnostics`` are built here too (:func:`make_frame_status`,
-:func:`verification_report`), from the message classes given, so they are
-tested without ROS as well.
 """
 
 from __future__ import annotations
@@ -40,30 +35,21 @@ import math
 import numbers
 from pathlib import Path
 import re
-import statistics
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from reloc_ros import conversions as conv
-from reloc_ros.geometry import rotation_error_deg, translation_error
+from reloc_ros.runtime.engine import VERIFY_MODES
+from reloc_ros.runtime.frame_status import acts_on
 from reloc_ros.runtime.recovery import RecoveryConfig
-
-if TYPE_CHECKING:  # pragma: no cover
-    from reloc_ros.runtime.engine import Estimate
 
 __all__ = [
     "ParamSpec", "RELOCALIZATION_PARAMS", "TRAINER_PARAMS", "KINDS",
     "check_values", "check_value", "spec_by_name", "params_markdown",
     "RelocalizationOptions", "relocalization_options", "TrainerOptions", "trainer_options",
-    "parse_epoch_line", "VERIFY_MODES", "FRAME_STATUSES", "FRAME_STATUS_LEVELS", "acts_on",
-    "frame_status_values", "make_frame_status", "verification_report",
+    "parse_epoch_line",
 ]
 
 KINDS = ("bool", "int", "float", "str", "str[]", "int[]")
 """Parameter types: ROS bool, integer, double, string, string array, integer array."""
-VERIFY_MODES = ("auto", "on", "off")
-"""Values of the ``verify`` parameter: those of :data:`reloc_ros.runtime.engine.VERIFY_MODES` (a test checks)."""
-FRAME_STATUSES = ("verified", "unverified", "failed")
-"""Per-frame statuses: those of :data:`reloc_ros.runtime.engine.STATUSES` (a test checks)."""
 
 
 @dataclass(frozen=True)
@@ -511,87 +497,6 @@ def relocalization_options(values: Mapping[str, Any]) -> RelocalizationOptions:
         initialpose_topic=v["initialpose.topic"], belief_pose_topic=v["initialpose.belief_pose_topic"],
         belief_std=(v["initialpose.belief_std_m"], v["initialpose.belief_std_rad"]),
         autostart=v["autostart"], diagnostics_period_s=v["diagnostics_period_s"], values=v)
-
-
-# --------------------------------------------------------------------------
-# relocalization_node: per-frame status (~/status) and verification diagnostics
-# --------------------------------------------------------------------------
-
-FRAME_STATUS_LEVELS = {"verified": "OK", "unverified": "WARN", "failed": "ERROR"}
-"""``DiagnosticStatus`` level of each frame status on ``~/status``."""
-
-_SHARE_KEYS = {"verified": "frames verified (%)", "unverified": "frames unverified (%)",
-               "failed": "frames failed verification (%)"}
-
-
-def acts_on(status: str, allow_unverified: bool) -> bool:
-    """Whether a frame may move the robot's belief: verified, or unverified with ``allow_unverified``; never failed.
-
-    The same rule as :func:`~reloc_ros.runtime.pipeline.localize_frame` applies to the TF correction and the
-    kidnapped-robot detector; the node applies it to ``~/relocalize`` too.
-    """
-    return status == "verified" or (status == "unverified" and bool(allow_unverified))
-
-
-def frame_status_values(est: "Estimate") -> dict[str, Any]:
-    """Return the key/values of one frame's ``~/status``: status, inliers, confidence, sigmas, verification shift.
-
-    ``learned_to_verified_m`` / ``_deg`` (how far verification moved the learned pose) only when the frame
-    is verified and the engine kept the learned pose.
-    """
-    sigma_m, sigma_deg = est.sigmas
-    values: dict[str, Any] = {
-        "status": est.status,
-        "inliers": int(est.inliers),
-        "confidence": float(est.confidence),
-        "sigma_m": float(sigma_m),
-        "sigma_deg": float(sigma_deg),
-    }
-    learned = est.learned_T_map_cam
-    if est.status == "verified" and learned is not None:
-        values["learned_to_verified_m"] = float(translation_error(learned, est.T_map_cam))
-        values["learned_to_verified_deg"] = float(rotation_error_deg(learned, est.T_map_cam))
-    return values
-
-
-def make_frame_status(types: Mapping[str, Any], est: "Estimate", node_name: str, hardware_id: str) -> Any:
-    """``diagnostic_msgs/msg/DiagnosticArray`` of one frame for ``~/status``, stamped with the image stamp.
-
-    One ``DiagnosticStatus`` named ``'<node_name>: frame'``: level OK (verified), WARN (unverified) or ERROR
-    (failed); message ``'<status>: <status_detail>'``; ``hardware_id`` the model file; values from
-    :func:`frame_status_values`. ``types`` maps message type names to classes (rclpy's from
-    :func:`~reloc_ros.conversions.ros_message_types`, or a rosbags typestore's ``types``).
-    """
-    if est.status not in FRAME_STATUS_LEVELS:
-        raise ValueError(f"unknown frame status {est.status!r}; expected one of {', '.join(FRAME_STATUS_LEVELS)}")
-    detail = str(est.status_detail or "").strip()
-    message = f"{est.status}: {detail}" if detail else est.status
-    return conv.make_diagnostic_array(types, est.stamp_ns, f"{node_name}: frame", FRAME_STATUS_LEVELS[est.status],
-                                      message, frame_status_values(est), hardware_id=str(hardware_id))
-
-
-def verification_report(counts: Mapping[str, int], verified_inliers: Sequence[int],
-                        verifying: bool) -> tuple[dict[str, Any], str]:
-    """Verification figures for ``/diagnostics`` over one period, and a warning ('' when none).
-
-    ``counts`` are the frames of each status since the last report, ``verified_inliers`` the inlier counts of
-    the verified ones. Values: whether the node verifies at all, the share of each status (percent, 'n/a'
-    without frames) and the median inliers of the verified frames. The warning: the node verifies but every
-    frame of the period failed (so nothing was published).
-    """
-    unknown = sorted(set(counts) - set(FRAME_STATUSES))
-    if unknown:
-        raise ValueError(f"unknown frame status(es) {', '.join(unknown)}; expected {', '.join(FRAME_STATUSES)}")
-    total = sum(int(counts.get(s, 0)) for s in FRAME_STATUSES)
-    values: dict[str, Any] = {"verifying": "yes" if verifying else "no (learned poses only: unverified)"}
-    for s in FRAME_STATUSES:
-        values[_SHARE_KEYS[s]] = 100.0 * int(counts.get(s, 0)) / total if total else "n/a"
-    values["median inliers (verified)"] = float(statistics.median(verified_inliers)) if verified_inliers else "n/a"
-    warning = ""
-    if verifying and total and int(counts.get("failed", 0)) == total:
-        warning = (f"verification failed on all {total} frame(s) since the last report: no pose published "
-                   f"(is the camera outside the mapped area, or the map / camera_info wrong?)")
-    return values, warning
 
 
 # --------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import numpy as np
 
 from reloc_ros.geometry import compose, invert_pose
 from reloc_ros.runtime.engine import Estimate
+from reloc_ros.runtime.frame_status import acts_on
 from reloc_ros.runtime.recovery import Decision, KidnapDetector
 from reloc_ros.runtime.tf_math import base_pose_from_camera, map_to_odom
 
@@ -88,7 +89,7 @@ def localize_frame(est: Estimate, *, T_base_cam: np.ndarray | None, base_frame: 
             never acted on (and its pose must not be published: see ``Estimate.publishable``).
     """
     notes: list[str] = []
-    may_act = est.status == "verified" or (est.status == "unverified" and allow_unverified)
+    may_act = acts_on(est.status, allow_unverified)
     if T_base_cam is None:
         notes.append(f"no transform {base_frame} -> {camera_frame}: only the camera pose is published; the "
                      f"{base_frame} pose, TF correction and recovery are skipped")

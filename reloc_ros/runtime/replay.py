@@ -63,7 +63,7 @@ from reloc_ros.errors import RelocError
 from reloc_ros.geometry import covariance_from_std
 from reloc_ros.io_utils import atomic_new_dir
 from reloc_ros.runtime.engine import STAGES, NoEstimate, Relocalizer
-from reloc_ros.runtime.node_params import make_frame_status
+from reloc_ros.runtime.frame_status import make_frame_status
 from reloc_ros.runtime.pipeline import localize_frame
 from reloc_ros.runtime.recovery import KidnapDetector, RecoveryConfig
 from reloc_ros.runtime.verify import CameraMismatch
