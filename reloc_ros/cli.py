@@ -193,8 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.verify and "feature_map" not in read_metadata(model):
         # The feature map that verifies every pose, triangulated from the mapping run's poses (no depth used).
-        _print_map(build_model_map_cli(model, [out / "mapping_bag"], BagSource(), map_config_from_args(args),
-                                       not args.quiet), model)
+        _build_map(model, [out / "mapping_bag"], BagSource(), map_config_from_args(args), not args.quiet)
     # The query bag goes through the relocalizer exactly as the node would run it (reloc-ros replay).
     relocalized = out / "relocalized_bag"
     if relocalized.exists():
@@ -255,12 +254,11 @@ def cmd_train(args: argparse.Namespace) -> int:
               f"{b['median_rotation_deg']:.2f} deg")
     if map_config is not None and int(os.environ.get("RANK", "0")) == 0:  # under torchrun: rank 0 only
         try:
-            entry = build_model_map_cli(args.out, args.bags, source, map_config, not args.quiet)
+            _build_map(args.out, args.bags, source, map_config, not args.quiet)
         except RelocError as e:
             raise RelocError(f"training is done and {args.out} is written, but its feature map could not be built: "
                              f"{e}. The model works without it (poses unverified); build it later with 'reloc-ros "
                              f"map {args.out} BAG...', or train with --map none") from e
-        _print_map(entry, args.out)
     return 0
 
 
@@ -271,26 +269,13 @@ def map_config_from_args(args: argparse.Namespace):
     return MapConfig(feature=args.feature, max_features=args.max_features)
 
 
-def build_model_map_cli(model: Path, bags: Sequence[Path], source, config, progress: bool) -> dict:
-    """Build and store the model's feature map (see :mod:`reloc_ros.mapping.mapper`)."""
-    from reloc_ros.mapping.mapper import build_model_map
+def _build_map(model: Path, bags: Sequence[Path], source, config, progress: bool) -> dict:
+    """Build, calibrate and store the model's feature map; print what was stored."""
+    from reloc_ros.mapping.mapper import build_model_map, describe_map
 
-    return build_model_map(model, bags, source, config, progress=progress)
-
-
-def _print_map(entry: dict, model: Path) -> None:
-    K = entry.get("intrinsics") or {}
-    print(f"feature map stored in {model}: {entry.get('feature')} features, {entry.get('keyframes')} key frames, "
-          f"{entry.get('points')} points ({entry.get('point_source')}), {entry.get('bytes', 0) / 1e6:.1f} MB, "
-          f"camera {K.get('width')}x{K.get('height')}, built in {entry.get('build_s')} s")
-    if entry.get("calibration"):
-        c = entry["calibration"]
-        print(f"verified covariance calibrated on {entry.get('calibration_frames')} held-out mapping frames: "
-              f"scale {c['scale_t']:.2f} (position) / {c['scale_r']:.2f} (rotation)")
-    else:
-        print(f"verified covariance NOT calibrated: {entry.get('calibration_error', 'too few held-out frames')}")
-    if entry.get("sparse"):
-        print("warning: the map is sparse; many frames will fail verification (see the log for the numbers)")
+    entry = build_model_map(model, bags, source, config, progress=progress)
+    print(describe_map(entry, model))
+    return entry
 
 
 def cmd_map(args: argparse.Namespace) -> int:
@@ -299,8 +284,7 @@ def cmd_map(args: argparse.Namespace) -> int:
 
     meta = read_model_metadata(args.model)
     source = bag_source_from_args(args, trained_with=meta.get("bag_source"))
-    _print_map(build_model_map_cli(args.model, args.bags, source, map_config_from_args(args), not args.quiet),
-               args.model)
+    _build_map(args.model, args.bags, source, map_config_from_args(args), not args.quiet)
     return 0
 
 
@@ -409,43 +393,10 @@ def load_config_file(path: Path, parser: argparse.ArgumentParser) -> dict:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from reloc_ros.bench import run_suite
     from reloc_ros.io_utils import atomic_write_text
 
-    if args.suite == "data":
-        from reloc_ros.bench_data import run_data_benchmark
-
-        results = run_data_benchmark(frames=args.frames, quick=args.quick)
-        markdown = None
-    elif args.suite == "full":
-        from reloc_ros.bench_full import markdown_table, run_full_benchmark
-
-        results = run_full_benchmark(quick=args.quick, progress=not args.quiet)
-        markdown = markdown_table(results)
-    elif args.suite == "camnet":
-        from reloc_ros.bench_camnet import markdown_table, run_camnet_benchmark
-
-        results = run_camnet_benchmark(quick=args.quick, progress=not args.quiet)
-        markdown = markdown_table(results)
-    elif args.suite == "pmnet":
-        from reloc_ros.bench_pmnet import markdown_table, run_pmnet_benchmark
-
-        results = run_pmnet_benchmark(quick=args.quick, progress=not args.quiet)
-        markdown = markdown_table(results)
-    elif args.suite == "verify":
-        from reloc_ros.bench.verify import markdown_table, run_verify_benchmark
-
-        results = run_verify_benchmark(quick=args.quick, progress=not args.quiet)
-        markdown = markdown_table(results)
-    elif args.suite == "runtime":
-        from reloc_ros.bench_runtime import markdown_table, run_runtime_benchmark
-
-        results = run_runtime_benchmark(quick=args.quick)
-        markdown = markdown_table(results)
-    else:
-        from reloc_ros.bench_apr import markdown_table, run_apr_benchmark
-
-        results = run_apr_benchmark(quick=args.quick, progress=not args.quiet)
-        markdown = markdown_table(results)
+    results, markdown = run_suite(args.suite, quick=args.quick, progress=not args.quiet, frames=args.frames)
     text = json.dumps(results, indent=2)
     if args.json:
         atomic_write_text(args.json, text + "\n")
@@ -551,6 +502,8 @@ def _add_report_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from reloc_ros.bench import SUITES
+
     parser = argparse.ArgumentParser(prog="reloc-ros", description="Learned visual relocalization for ROS 2.")
     parser.add_argument("--version", action="version", version=f"reloc_ros {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -649,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="benchmarks: data throughput, or the APR comparison and speed")
-    p.add_argument("--suite", choices=("data", "apr", "runtime", "full", "camnet", "pmnet", "verify"), default="data",
+    p.add_argument("--suite", choices=SUITES, default="data",
                    help="data: bag decode + TF and rendering (default); apr: the seeds' comparison on the "
                         "synthetic scene plus training/inference speed; runtime: message-to-pose latency by "
                         "stage, sustained rate and memory under a 10x replay; full: every method (learned, "

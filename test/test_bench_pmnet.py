@@ -17,7 +17,7 @@
 import json
 import math
 
-from reloc_ros.bench_pmnet import markdown_table, run_pmnet_benchmark
+from reloc_ros.bench.pmnet import markdown_table, run_pmnet_benchmark
 
 EXPECTED = [("PoseNet", None, None),
             ("PMNet", 1, {"pose", "image", "rvs"}),

@@ -12,4 +12,32 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Benchmarks that live in their own modules (``reloc-ros bench --suite ...``)."""
+"""Every benchmark suite of ``reloc-ros bench --suite NAME``, one module each; :func:`run_suite` runs one.
+
+Each suite module has ``run_<name>_benchmark(quick=..., ...) -> dict`` (JSON
+figures) and, except ``data``, ``markdown_table(results) -> str``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+SUITES = ("data", "apr", "runtime", "full", "camnet", "pmnet", "verify")
+"""Suite names, each the module ``reloc_ros.bench.<name>``."""
+
+
+def run_suite(name: str, quick: bool = False, progress: bool = True,
+              frames: int = 300) -> tuple[dict[str, Any], str | None]:
+    """Run one suite; return its results and its markdown tables (None for ``data``, which has none).
+
+    ``frames`` is the data suite's frames per measurement; ``progress`` shows the others' progress bars.
+    """
+    if name not in SUITES:
+        raise ValueError(f"unknown benchmark suite {name!r}; valid: {', '.join(SUITES)}")
+    module = importlib.import_module(f"{__name__}.{name}")
+    run = getattr(module, f"run_{name}_benchmark")
+    if name == "data":
+        return run(frames=frames, quick=quick), None
+    results = run(quick=quick) if name == "runtime" else run(quick=quick, progress=progress)
+    return results, module.markdown_table(results)

@@ -88,24 +88,11 @@ QUICK = Budget(48, 12, 2, (160, 120), (160, 120), 4, 30, (24, 48), SCENES[:1])
 # Data and model
 # ---------------------------------------------------------------------------
 
-def _mapping_speed(scene: str, frames: int, size: tuple[int, int]) -> float:
-    """Speed (m/s) at which ``frames`` frames at RATE_HZ drive the mapping route twice (as bench_full does)."""
-    from reloc_ros.data.synth import make_run
-
-    lap_m = make_run(route="train", frames=frames, size=size, scene=scene).curve.length_m
-    return 2 * lap_m * RATE_HZ / frames
-
-
 def _write_bags(root: Path, scene: str, b: Budget, progress: bool) -> tuple[Path, Path, float]:
-    from reloc_ros.data.synth import write_synthetic_bag
+    from reloc_ros.bench.full import mapping_speed, scene_bags
 
-    speed = _mapping_speed(scene, b.mapping_frames, b.size)
-    mapping, query = root / f"{scene}_map", root / f"{scene}_query"
-    write_synthetic_bag(mapping, route="train", frames=b.mapping_frames, size=b.size, seed=0, scene=scene,
-                        progress=progress, speed_mps=speed, rate_hz=RATE_HZ)
-    write_synthetic_bag(query, route="test", frames=b.query_frames, size=b.size, seed=0, scene=scene,
-                        progress=progress)
-    return mapping, query, speed
+    mapping, query = scene_bags(root, scene, b.mapping_frames, b.query_frames, progress, size=b.size, depth=False)
+    return mapping, query, mapping_speed(scene, b.mapping_frames, b.size)
 
 
 def _train_and_map(root: Path, scene: str, mapping: Path, b: Budget, progress: bool) -> tuple[Path, dict]:
@@ -334,11 +321,12 @@ def _mapping_cost(root: Path, model: Path, b: Budget, reuse: dict | None, progre
     laps, and is mapped into a copy of that scene's trained model file.
     ``reuse``: the main run's own figures for its frame count (the same bag).
     """
+    from reloc_ros.bench.full import mapping_speed
     from reloc_ros.data.synth import write_synthetic_bag
     from reloc_ros.mapping.mapper import build_model_map
 
     scene = SCENES[0]
-    speed = _mapping_speed(scene, b.mapping_frames, b.size)
+    speed = mapping_speed(scene, b.mapping_frames, b.size)  # the same frame spacing at every size: more laps
     rows = []
     for n in b.cost_frames:
         if reuse is not None and n == b.mapping_frames:
@@ -381,7 +369,7 @@ def _commit() -> str | None:
 
 def run_verify_benchmark(quick: bool = False, progress: bool = False) -> dict:
     """Run the verification benchmark (see the module docstring); return every figure as a JSON-ready dict."""
-    from reloc_ros.bench_data import machine_info
+    from reloc_ros.bench.data import machine_info
 
     b = QUICK if quick else FULL
     t_start = time.perf_counter()

@@ -36,7 +36,7 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -156,3 +156,21 @@ def build_model_map(model_path: str | Path, bags: Sequence[str | Path], source: 
              "sparse": bool(sparse), "config": asdict(config), "build_s": round(time.perf_counter() - t0, 1),
              **cal_info}
     return embed_map(model_path, fmap, calibration, extra)
+
+
+def describe_map(entry: Mapping[str, Any], model: str | Path) -> str:
+    """Return a few lines on a stored map (its metadata entry): size, camera, calibration, sparseness."""
+    K = entry.get("intrinsics") or {}
+    lines = [f"feature map stored in {model}: {entry.get('feature')} features, {entry.get('keyframes')} key frames, "
+             f"{entry.get('points')} points ({entry.get('point_source')}), {entry.get('bytes', 0) / 1e6:.1f} MB, "
+             f"camera {K.get('width')}x{K.get('height')}, built in {entry.get('build_s')} s"]
+    if entry.get("calibration"):
+        c = entry["calibration"]
+        lines.append(f"verified covariance calibrated on {entry.get('calibration_frames')} held-out mapping frames: "
+                     f"scale {c['scale_t']:.2f} (position) / {c['scale_r']:.2f} (rotation)")
+    else:
+        lines.append(f"verified covariance NOT calibrated: "
+                     f"{entry.get('calibration_error', 'too few held-out frames')}")
+    if entry.get("sparse"):
+        lines.append("warning: the map is sparse; many frames will fail verification (see the log for the numbers)")
+    return "\n".join(lines)

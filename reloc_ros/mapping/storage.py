@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 MAP_ENTRY = "reloc_ros/feature_map.npz"
 """Name of the map inside the TorchScript archive (an ``_extra_files`` key)."""
+_METADATA_ENTRY = "reloc_ros/metadata.json"  # the model metadata's entry (training.export.METADATA_FILE)
 
 
 def _entry(zf: zipfile.ZipFile, name: str) -> str | None:
@@ -49,6 +50,21 @@ def _entry(zf: zipfile.ZipFile, name: str) -> str | None:
         if n.split("/", 1)[-1] == f"extra/{name}":
             return n
     return None
+
+
+def read_stored_metadata(model_path: str | Path) -> dict[str, Any] | None:
+    """Return the metadata JSON of a TorchScript model file read as a zip (no torch), or None if it has none.
+
+    Not validated as a model (that is the loader's job): for comparing a file with another's metadata.
+    """
+    path = Path(model_path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            name = _entry(zf, _METADATA_ENTRY)
+            meta = None if name is None else json.loads(zf.read(name).decode("utf-8"))
+    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, ValueError) as e:
+        raise RelocError(f"cannot read the metadata of '{path}': {e}") from e
+    return meta if isinstance(meta, dict) else None
 
 
 def read_map_bytes(model_path: str | Path) -> bytes | None:
@@ -109,19 +125,9 @@ def embed_map(model_path: str | Path, fmap: FeatureMap, calibration: Mapping[str
              "calibration": None if calibration is None else dict(calibration), **dict(extra or {})}
     meta["feature_map"] = entry
     module = torch.jit.load(str(path), map_location="cpu")
-    text = json.dumps(meta, indent=2, sort_keys=True, default=_plain)
+    text = json.dumps(meta, indent=2, sort_keys=True)  # every part is plain JSON already (read, or to_dict)
     with atomic_path(path) as tmp:
         torch.jit.save(module, str(tmp), _extra_files={METADATA_FILE: text, MAP_ENTRY: data})
     logger.info("stored the feature map in %s (%.1f MB: %d key frames, %d points)", path, len(data) / 1e6,
                 entry.get("keyframes", 0), entry.get("points", 0))
     return entry
-
-
-def _plain(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, (np.generic, np.ndarray)):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")

@@ -38,7 +38,7 @@ from rclpy.node import Node
 
 from reloc_ros import conversions as conv
 from reloc_ros.errors import RelocError
-from reloc_ros.mapping.mapper import build_model_map, check_camera_info
+from reloc_ros.mapping.mapper import build_model_map, check_camera_info, describe_map
 from reloc_ros.nodes.relocalization_node import attach_core_logging, declare_specs, detach_core_logging, read_specs
 from reloc_ros.runtime.node_params import TRAINER_PARAMS, TrainerOptions, parse_epoch_line, trainer_options
 # Imported before the node attaches its log handler (see attach_core_logging); pulls in torch.
@@ -105,8 +105,7 @@ class TrainerNode(Node):
                            cache_dir=opts.cache_dir, device=opts.device, progress=False, onnx=opts.onnx)
             if opts.map_config is not None:
                 entry = build_model_map(opts.out, list(opts.bags), opts.source, opts.map_config, progress=False)
-                self.get_logger().info(f"feature map stored in {opts.out}: {entry.get('keyframes')} key frames, "
-                                       f"{entry.get('points')} points ({entry.get('feature')})")
+                self.get_logger().info(describe_map(entry, opts.out))
         except (ValueError, RelocError) as exc:
             self.get_logger().error(f"training failed: {exc}")
             self._finish("failed", EXIT_FAILED, str(exc))

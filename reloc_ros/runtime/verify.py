@@ -464,12 +464,14 @@ def load_verifier(model_path: Path, metadata: Mapping[str, Any], backend: str, m
 
 def _torchscript_sibling(model_path: Path, metadata: Mapping[str, Any]) -> tuple[Path, dict[str, Any] | None]:
     """Return the ``.pt`` beside an ONNX model and its metadata (None when it is missing or another model)."""
-    from reloc_ros.training.export import read_metadata
+    from reloc_ros.mapping.storage import read_stored_metadata
 
     sibling = model_path.with_suffix(".pt")
     if not sibling.is_file():
         return sibling, None
-    meta = read_metadata(sibling)
+    meta = read_stored_metadata(sibling)
+    if meta is None:
+        return sibling, None
 
     def strip(m: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in m.items() if k != "feature_map"}

@@ -121,14 +121,22 @@ def _timed(fn, runs: int) -> float:
     return statistics.median(times)
 
 
-def _bags(root: Path, scene: str, frames: int, query: int, progress: bool) -> tuple[Path, Path]:
-    from reloc_ros.data.synth import make_run, write_synthetic_bag
+def mapping_speed(scene: str, frames: int, size: tuple[int, int] = SIZE) -> float:
+    """Speed (m/s) at which ``frames`` frames at RATE_HZ drive the mapping route of ``scene`` twice."""
+    from reloc_ros.data.synth import make_run
 
-    lap_m = make_run(route="train", frames=frames, size=SIZE, scene=scene).curve.length_m
+    return 2 * make_run(route="train", frames=frames, size=size, scene=scene).curve.length_m * RATE_HZ / frames
+
+
+def scene_bags(root: Path, scene: str, frames: int, query: int, progress: bool, size: tuple[int, int] = SIZE,
+               depth: bool = True) -> tuple[Path, Path]:
+    """Write the benchmark's mapping bag (route driven twice) and query bag (the other route) of ``scene``."""
+    from reloc_ros.data.synth import write_synthetic_bag
+
     mapping, query_bag = root / f"{scene}_map", root / f"{scene}_query"
-    write_synthetic_bag(mapping, route="train", frames=frames, size=SIZE, seed=0, scene=scene, depth=True,
-                        progress=progress, speed_mps=2 * lap_m * RATE_HZ / frames, rate_hz=RATE_HZ)
-    write_synthetic_bag(query_bag, route="test", frames=query, size=SIZE, seed=0, scene=scene, progress=progress)
+    write_synthetic_bag(mapping, route="train", frames=frames, size=size, seed=0, scene=scene, depth=depth,
+                        progress=progress, speed_mps=mapping_speed(scene, frames, size), rate_hz=RATE_HZ)
+    write_synthetic_bag(query_bag, route="test", frames=query, size=size, seed=0, scene=scene, progress=progress)
     return mapping, query_bag
 
 
@@ -235,7 +243,7 @@ def _scaling(root: Path, quick: bool, runs: int) -> dict:
 
 def run_full_benchmark(quick: bool = False, progress: bool = False) -> dict:
     """Run every method on every scene; return everything as a dict (see the module docstring)."""
-    from reloc_ros.bench_data import machine_info
+    from reloc_ros.bench.data import machine_info
     from reloc_ros.data.bag import BagSource, read_bag_dataset
     from reloc_ros.training.trainer import TrainConfig
 
@@ -249,7 +257,7 @@ def run_full_benchmark(quick: bool = False, progress: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for scene in SCENES[:1] if quick else SCENES:
-            mapping, query_bag = _bags(root, scene, frames, query, progress)
+            mapping, query_bag = scene_bags(root, scene, frames, query, progress)
             map_ds = read_bag_dataset(mapping, BagSource(depth_topic="/camera/depth/image_raw"))
             query_ds = read_bag_dataset(query_bag)
             rows = _classical_rows(map_ds, query_ds, runs)

@@ -199,8 +199,8 @@ def run_pmnet_benchmark(quick: bool = False, progress: bool = False) -> dict:
     """Everything of the module docstring, as a dict (JSON-ready)."""
     import torch
 
-    from reloc_ros.bench_data import machine_info
-    from reloc_ros.bench_full import _bags
+    from reloc_ros.bench.data import machine_info
+    from reloc_ros.bench.full import scene_bags
     from reloc_ros.training.trainer import TrainConfig
 
     frames, query, epochs, align_epochs = (60, 20, 1, 1) if quick else (300, 120, 12, 2)
@@ -220,7 +220,7 @@ def run_pmnet_benchmark(quick: bool = False, progress: bool = False) -> dict:
                                                         "batch_size": ALIGN_BATCH}}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        mapping, query_bag = _bags(root, SCENE, frames, query, progress)
+        mapping, query_bag = scene_bags(root, SCENE, frames, query, progress)
         rows, full, aligned = _train_rows(root, mapping, query_bag, budget, nerf, align_epochs, progress)
         results["rows"] = rows
         n = full["nerfp"]

@@ -199,7 +199,7 @@ def run_runtime_benchmark(quick: bool = False) -> dict:
     """All runtime figures; see the module docstring."""
     import torch
 
-    from reloc_ros.bench_data import machine_info
+    from reloc_ros.bench.data import machine_info
 
     runs = 20 if quick else 100
     results: dict = {"machine": machine_info(), "image": f"{SIZE[0]}x{SIZE[1]} rgb8",

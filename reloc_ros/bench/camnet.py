@@ -212,8 +212,8 @@ def run_camnet_benchmark(quick: bool = False, progress: bool = False) -> dict:
     """Everything of the module docstring, as a dict (JSON-ready)."""
     import torch
 
-    from reloc_ros.bench_data import machine_info
-    from reloc_ros.bench_full import _bags
+    from reloc_ros.bench.data import machine_info
+    from reloc_ros.bench.full import scene_bags
     from reloc_ros.training.trainer import TrainConfig
 
     frames, query, epochs, runs = (60, 20, 1, 3) if quick else (300, 120, 12, 30)
@@ -224,7 +224,7 @@ def run_camnet_benchmark(quick: bool = False, progress: bool = False) -> dict:
                                 "optimizers": "APR: Adam lr 1e-3; CamNet: SGD 0.01 poly (the paper's)"}}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        mapping, query_bag = _bags(root, SCENE, frames, query, progress)
+        mapping, query_bag = scene_bags(root, SCENE, frames, query, progress)
         results["ablation"], results["camnet"] = _train_rows(root, mapping, query_bag, budget, progress)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     results["stage_latency"] = [stage_latency("resnet18" if quick else "resnet34", (224, 224), 1000, runs, dev)

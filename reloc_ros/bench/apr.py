@@ -177,7 +177,7 @@ def markdown_table(results: dict) -> str:
 
 def run_apr_benchmark(quick: bool = False, progress: bool = False) -> dict:
     """Run the APR accuracy comparison and the speed figures; return everything as a dict."""
-    from reloc_ros.bench_data import machine_info
+    from reloc_ros.bench.data import machine_info
 
     results = {"machine": machine_info()}
     with tempfile.TemporaryDirectory() as tmp:
