@@ -12,9 +12,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ROS-free evaluation of pose predictions: errors, accuracy reports, baselines, plots.
+"""ROS-free evaluation of pose predictions: errors, accuracy and status reports, baselines, plots.
 
-Used by ``reloc-ros eval``, the trainer's validation, the demo and the
+Used by ``reloc-ros eval``, ``reloc-ros replay``, the trainer's validation, the demo and the
 benchmarks. Poses are ``T_map_cam`` 4x4 matrices (see :mod:`reloc_ros.geometry`);
 translation errors are in metres, rotation errors in degrees.
 

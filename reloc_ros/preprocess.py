@@ -14,7 +14,7 @@
 
 """Image preprocessing shared by training, evaluation and the runtime.
 
-Two modes, the independent option LRF-PoseNet (seed 000) compares:
+Two modes, the independent option LRF-PoseNet (Qin et al.) compares:
 
 * ``"crop"``: PoseNet's way. Scale so the image covers ``width x height``
   (shorter side matches), then take the centre window. Whatever lies outside

@@ -12,14 +12,21 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Shared test helpers: writing small real bags with rosbags."""
+"""Shared test helpers: small real bags written with rosbags, and tiny exported model files."""
 
 from __future__ import annotations
 
+import copy
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
+
+from reloc_ros import modelfile as MF
+from reloc_ros.training import export as E
 
 S = 1_000_000_000
 OPTICAL_Q = [-0.5, 0.5, -0.5, 0.5]  # camera_link -> camera_optical_frame (REP-103)
@@ -104,3 +111,93 @@ def robot_bag(tmp_path, typestore):
     """Write a small mcap bag of a robot with TF ground truth, and its true camera poses."""
     msgs, truth = robot_messages(typestore.types)
     return write_rosbag2(tmp_path / "robot", typestore, msgs), truth
+
+
+# --------------------------------------------------------------------------
+# Tiny exported models (export, model file and ONNX tests)
+# --------------------------------------------------------------------------
+
+W, H = 32, 24
+POS_MEAN = [10.0, -4.0, 1.5]
+POS_SCALE = [2.0, 3.0, 0.5]
+
+
+class TinyAPR(nn.Module):
+    """Stand-in for APRNet: same forward contract, a few ops a real backbone has (BN, dropout, view)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(0.5)
+        self.fc_t = nn.Linear(8, 3)
+        self.fc_q = nn.Linear(8, 4)
+        with torch.no_grad():  # non-trivial eval statistics, so eval vs train mode shows
+            self.bn.running_mean.uniform_(-0.2, 0.2)
+            self.bn.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        f = self.pool(torch.relu(self.bn(self.conv(x))))
+        f = self.drop(f.view(f.size(0), -1))
+        return self.fc_t(f), self.fc_q(f)
+
+
+def trainer_metadata(**overrides):
+    meta = {
+        "model": "tiny-apr",
+        "preprocessing": "crop",
+        "frames": {"map_frame": "map", "camera_frame": "camera_optical_frame"},
+        "training_data": {"bags": ["run1", "run2"], "n_images": np.int64(700), "image_topic": "/camera/image_raw"},
+        "metrics": {"median_t_m": np.float32(0.25), "median_rot_deg": 3.5, "mean_pose_baseline_m": 1.9},
+    }
+    meta.update(overrides)
+    return meta
+
+
+def export(net, path, **kw):
+    args = dict(metadata=trainer_metadata(), pos_mean=POS_MEAN, pos_scale=POS_SCALE, input_size=(W, H))
+    args.update(kw)
+    return E.export_torchscript(net, path, **args)
+
+
+def images_b3hw(batch, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (batch, 3, H, W), dtype=np.uint8))
+
+
+def eager_reference(net, images, pos_scale=POS_SCALE):
+    wrapper = E.ExportedPoseModel(copy.deepcopy(net).eval(), POS_MEAN, pos_scale, (W, H)).eval()
+    with torch.no_grad():
+        return [a.numpy() for a in wrapper(images)]
+
+
+def resave(src: Path, dst: Path, edit) -> Path:
+    """Copy a model with its metadata edited by ``edit(meta)`` (as a future/broken writer would)."""
+    extra = {MF.METADATA_FILE: ""}
+    module = torch.jit.load(str(src), _extra_files=extra)
+    meta = json.loads(extra[MF.METADATA_FILE])
+    edit(meta)
+    torch.jit.save(module, str(dst), _extra_files={MF.METADATA_FILE: json.dumps(meta)})
+    return dst
+
+
+@pytest.fixture
+def tiny_net():
+    torch.manual_seed(0)
+    return TinyAPR()
+
+
+@pytest.fixture
+def model_file(tmp_path, tiny_net):
+    return export(tiny_net, tmp_path / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def apr_file(tmp_path_factory):
+    from reloc_ros.nets.apr import APRConfig, build_apr
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("apr") / "apr.pt"
+    meta = {"model": "posenet", "preprocessing": "resize", "training_data": {}, "metrics": {},
+            "frames": {"map_frame": "map", "camera_frame": "cam"}}
+    return E.export_torchscript(build_apr(APRConfig(head="lstm")), path, meta, POS_MEAN, POS_SCALE, (W, H))

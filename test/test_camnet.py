@@ -190,7 +190,8 @@ def test_sequence_state_uses_recent_frames_only():
 
 def test_exported_file_runs_through_the_engine(small, tmp_path):
     from reloc_ros.runtime.engine import Relocalizer
-    from reloc_ros.training.export import export_onnx, load_model
+    from reloc_ros.modelfile import load_model
+    from reloc_ros.training.onnx_export import export_onnx
 
     ds, net = small
     db = E.build_database(net, ds.images, ds.poses_n44, SIZE, keyframe_distance=0.1)
@@ -258,8 +259,8 @@ def test_camnet_beats_the_mean_pose_and_an_apr_with_the_same_budget(depth_bags, 
     from reloc_ros.cli import main
     from reloc_ros.data.bag import BagSource
     from reloc_ros.data.synth import DEPTH_TOPIC
-    from reloc_ros.training.evaluate import evaluate_model_on_bags, mean_pose_baseline
-    from reloc_ros.training.export import read_metadata
+    from reloc_ros.evaluation import evaluate_model_on_bags, mean_pose_baseline
+    from reloc_ros.modelfile import read_metadata
     from reloc_ros.training.trainer import TrainConfig, train
 
     cam = tmp_path / "camnet.pt"
@@ -346,7 +347,7 @@ def test_camnet_under_torchrun_two_processes_on_cpu(depth_bags, tmp_path):
     from pathlib import Path
 
     from reloc_ros.data.synth import DEPTH_TOPIC
-    from reloc_ros.training.export import read_metadata
+    from reloc_ros.modelfile import read_metadata
     from reloc_ros.training.trainer import checkpoint_path_for, load_checkpoint
 
     out = tmp_path / "ddp.pt"

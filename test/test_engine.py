@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from reloc_ros import modelfile as MF
 from reloc_ros import conversions as conv
 from reloc_ros.errors import RelocError
 from reloc_ros.geometry import is_rigid
@@ -30,6 +31,7 @@ from reloc_ros.preprocess import preprocess_image
 from reloc_ros.runtime import uncertainty as U
 from reloc_ros.runtime.engine import Estimate, LatestFrameWorker, NoEstimate, Relocalizer
 from reloc_ros.training import export as E
+from reloc_ros.training import onnx_export as OX
 
 W, H = 64, 48
 CAL = U.Calibration(scale_t=3.0, floor_t=0.02, scale_r=2.0, floor_r=0.01, frames=40)
@@ -55,7 +57,7 @@ def models(tmp_path_factory):
                                  pos_mean=(0.0, 0.0, 0.0), pos_scale=1.0, input_size=(W, H))
     bare = E.export_torchscript(build_apr(APRConfig(dropout=0.0)), d / "bare.pt", _meta(),
                                 pos_mean=(0.0, 0.0, 0.0), pos_scale=1.0, input_size=(W, H))
-    onnx = E.export_onnx(mc, d / "mc.onnx")
+    onnx = OX.export_onnx(mc, d / "mc.onnx")
     return {"mc": mc, "plain": plain, "bare": bare, "onnx": onnx}
 
 
@@ -85,7 +87,7 @@ def test_estimate_is_a_pose_with_an_honest_covariance(reloc):
 def test_pose_is_the_models_deterministic_prediction_and_covariance_its_calibrated_mc_spread(reloc, models):
     img = _image(1)
     est = reloc.relocalize(img)
-    module, meta = E.load_model(models["mc"])
+    module, meta = MF.load_model(models["mc"])
     x = preprocess_image(img, "resize", (W, H))
     t, q = E.predict(module, meta, x)
     assert np.allclose(est.T_map_cam[:3, 3], t[0], atol=1e-5)

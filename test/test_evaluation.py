@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from reloc_ros import geometry as g
-from reloc_ros.training import evaluate as ev
+from reloc_ros import evaluation as ev
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

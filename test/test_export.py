@@ -23,45 +23,22 @@ import os
 from pathlib import Path
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from reloc_ros import modelfile as MF
 from reloc_ros import __version__
 from reloc_ros.errors import RelocError
 from reloc_ros.nets.backbones import IMAGENET_MEAN, IMAGENET_STD
 from reloc_ros.training import export as E
 
+from conftest import H, POS_MEAN, POS_SCALE, W, eager_reference, export, images_b3hw, trainer_metadata
+
 # torch 2.13 marks torch.jit deprecated; the helpers below call it directly, as a user of the file would.
 pytestmark = pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:DeprecationWarning")
-
-W, H = 32, 24
-POS_MEAN = [10.0, -4.0, 1.5]
-POS_SCALE = [2.0, 3.0, 0.5]
-
-
-class TinyAPR(nn.Module):
-    """Stand-in for APRNet: same forward contract, a few ops a real backbone has (BN, dropout, view)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.drop = nn.Dropout(0.5)
-        self.fc_t = nn.Linear(8, 3)
-        self.fc_q = nn.Linear(8, 4)
-        with torch.no_grad():  # non-trivial eval statistics, so eval vs train mode shows
-            self.bn.running_mean.uniform_(-0.2, 0.2)
-            self.bn.running_var.uniform_(0.5, 2.0)
-
-    def forward(self, x):
-        f = self.pool(torch.relu(self.bn(self.conv(x))))
-        f = self.drop(f.view(f.size(0), -1))
-        return self.fc_t(f), self.fc_q(f)
 
 
 class ConstNet(nn.Module):
@@ -100,55 +77,6 @@ class CountingNet(nn.Module):
         self.calls += 1
         zero_b1 = x.mean(dim=(1, 2, 3)).unsqueeze(1) * 0
         return zero_b1.expand(-1, 3) + float(self.calls), identity_quaternion(zero_b1)
-
-
-def trainer_metadata(**overrides):
-    meta = {
-        "model": "tiny-apr",
-        "preprocessing": "crop",
-        "frames": {"map_frame": "map", "camera_frame": "camera_optical_frame"},
-        "training_data": {"bags": ["run1", "run2"], "n_images": np.int64(700), "image_topic": "/camera/image_raw"},
-        "metrics": {"median_t_m": np.float32(0.25), "median_rot_deg": 3.5, "mean_pose_baseline_m": 1.9},
-    }
-    meta.update(overrides)
-    return meta
-
-
-def export(net, path, **kw):
-    args = dict(metadata=trainer_metadata(), pos_mean=POS_MEAN, pos_scale=POS_SCALE, input_size=(W, H))
-    args.update(kw)
-    return E.export_torchscript(net, path, **args)
-
-
-def images_b3hw(batch, seed=0):
-    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (batch, 3, H, W), dtype=np.uint8))
-
-
-def eager_reference(net, images, pos_scale=POS_SCALE):
-    wrapper = E.ExportedPoseModel(copy.deepcopy(net).eval(), POS_MEAN, pos_scale, (W, H)).eval()
-    with torch.no_grad():
-        return [a.numpy() for a in wrapper(images)]
-
-
-def resave(src: Path, dst: Path, edit) -> Path:
-    """Copy a model with its metadata edited by ``edit(meta)`` (as a future/broken writer would)."""
-    extra = {E.METADATA_FILE: ""}
-    module = torch.jit.load(str(src), _extra_files=extra)
-    meta = json.loads(extra[E.METADATA_FILE])
-    edit(meta)
-    torch.jit.save(module, str(dst), _extra_files={E.METADATA_FILE: json.dumps(meta)})
-    return dst
-
-
-@pytest.fixture
-def tiny_net():
-    torch.manual_seed(0)
-    return TinyAPR()
-
-
-@pytest.fixture
-def model_file(tmp_path, tiny_net):
-    return export(tiny_net, tmp_path / "model.pt")
 
 
 # --------------------------------------------------------------------------
@@ -201,7 +129,7 @@ def test_plain_torch_in_a_fresh_process_runs_the_model_like_the_eager_wrapper(tm
 
 
 def test_load_model_and_predict_match_the_eager_wrapper_for_any_batch_size(model_file, tiny_net):
-    module, meta = E.load_model(model_file)
+    module, meta = MF.load_model(model_file)
     images = images_b3hw(5, seed=3)
     t_ref, q_ref = eager_reference(tiny_net, images)
     t_n3, q_n4 = E.predict(module, meta, images.permute(0, 2, 3, 1).numpy())
@@ -218,14 +146,14 @@ def test_load_model_and_predict_match_the_eager_wrapper_for_any_batch_size(model
 def test_positions_come_out_in_metres_in_the_map_frame(tmp_path):
     # A net that says "normalised position 0" means "the mean position".
     path = export(ConstNet([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]), tmp_path / "zero.pt")
-    module, meta = E.load_model(path)
+    module, meta = MF.load_model(path)
     t_n3, _ = E.predict(module, meta, np.zeros((2, H, W, 3), np.uint8))
     np.testing.assert_allclose(t_n3, [POS_MEAN, POS_MEAN], atol=1e-5)
     # p = p_norm * scale + mean, per axis and with one isotropic scale.
     t_norm = np.array([1.0, -2.0, 0.5])
     for scale in (POS_SCALE, 4.0):
         path = export(ConstNet(t_norm.tolist(), [0.0, 0.0, 0.0, 1.0]), tmp_path / "m.pt", pos_scale=scale)
-        module, meta = E.load_model(path)
+        module, meta = MF.load_model(path)
         t_n3, _ = E.predict(module, meta, np.zeros((1, H, W, 3), np.uint8))
         np.testing.assert_allclose(t_n3[0], t_norm * np.asarray(scale) + POS_MEAN, atol=1e-5)
         assert meta["pose_normalisation"]["scale"] == scale
@@ -235,7 +163,7 @@ def test_positions_come_out_in_metres_in_the_map_frame(tmp_path):
 @pytest.mark.parametrize("q_raw", [[0.2, -0.4, 0.1, -2.0], [0.3, 0.1, -0.5, 0.7]])
 def test_quaternions_come_out_unit_length_with_w_non_negative(tmp_path, q_raw):
     path = export(ConstNet([0.0, 0.0, 0.0], q_raw), tmp_path / "m.pt")
-    module, meta = E.load_model(path)
+    module, meta = MF.load_model(path)
     with torch.no_grad():
         _, q_b4 = module(images_b3hw(2))
     q = np.asarray(q_raw) / np.linalg.norm(q_raw)
@@ -249,7 +177,7 @@ def test_quaternions_come_out_unit_length_with_w_non_negative(tmp_path, q_raw):
 
 def test_images_are_scaled_and_imagenet_normalised_inside_the_model(tmp_path):
     path = export(ChannelMeanNet(), tmp_path / "m.pt", pos_mean=[0.0, 0.0, 0.0], pos_scale=1.0)
-    module, meta = E.load_model(path)
+    module, meta = MF.load_model(path)
     rgb = np.array([200, 30, 120], np.uint8)
     img = np.broadcast_to(rgb, (1, H, W, 3))
     expected = (rgb / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)  # RGB order, per channel
@@ -263,8 +191,8 @@ def test_images_are_scaled_and_imagenet_normalised_inside_the_model(tmp_path):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_model_runs_on_cuda_with_cpu_images(model_file):
-    cpu, meta = E.load_model(model_file, "cpu")
-    gpu, _ = E.load_model(model_file, "cuda")
+    cpu, meta = MF.load_model(model_file, "cpu")
+    gpu, _ = MF.load_model(model_file, "cuda")
     images = images_b3hw(4).permute(0, 2, 3, 1).numpy()
     for a, b in zip(E.predict(cpu, meta, images), E.predict(gpu, meta, images)):
         np.testing.assert_allclose(a, b, atol=1e-4)
@@ -272,13 +200,13 @@ def test_model_runs_on_cuda_with_cpu_images(model_file):
 
 def test_load_model_rejects_an_unavailable_or_invalid_device(model_file):
     with pytest.raises(ValueError, match="device"):
-        E.load_model(model_file, "not-a-device")
+        MF.load_model(model_file, "not-a-device")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
-            E.load_model(model_file, "cuda")
-        assert E.pick_device("auto") == torch.device("cpu")  # auto falls back to the CPU
+            MF.load_model(model_file, "cuda")
+        assert MF.pick_device("auto") == torch.device("cpu")  # auto falls back to the CPU
     else:
-        assert E.pick_device("auto", local_rank=0) == torch.device("cuda:0")
+        assert MF.pick_device("auto", local_rank=0) == torch.device("cuda:0")
 
 
 # --------------------------------------------------------------------------
@@ -290,8 +218,8 @@ def test_metadata_round_trips_and_carries_every_mandatory_key(tmp_path, tiny_net
     given_copy = copy.deepcopy(given)
     path = export(tiny_net, tmp_path / "model.pt", metadata=given)
     assert given == given_copy  # the trainer's dict is not modified
-    _, meta = E.load_model(path)
-    assert set(E.REQUIRED_KEYS) <= set(meta)
+    _, meta = MF.load_model(path)
+    assert set(MF.REQUIRED_KEYS) <= set(meta)
     assert meta["format"] == "reloc_ros.model" and meta["format_version"] == 1
     assert meta["reloc_ros_version"] == __version__
     assert meta["model_kind"] == "apr" and meta["model"] == "tiny-apr"
@@ -303,9 +231,9 @@ def test_metadata_round_trips_and_carries_every_mandatory_key(tmp_path, tiny_net
     assert set(meta["outputs"]) == {"t_b3", "q_b4"}
     assert datetime.fromisoformat(meta["created"]).tzinfo is not None
     # Plain torch reads the same JSON, and read_metadata needs no network load.
-    extra = {E.METADATA_FILE: ""}
+    extra = {MF.METADATA_FILE: ""}
     torch.jit.load(str(path), _extra_files=extra)
-    assert json.loads(extra[E.METADATA_FILE]) == meta == E.read_metadata(path)
+    assert json.loads(extra[MF.METADATA_FILE]) == meta == MF.read_metadata(path)
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -348,7 +276,7 @@ def test_export_rejects_a_net_with_the_wrong_output_contract(tmp_path):
 # --------------------------------------------------------------------------
 
 def test_wrongly_sized_input_raises_an_error_naming_the_expected_shape(model_file):
-    module, meta = E.load_model(model_file)
+    module, meta = MF.load_model(model_file)
     expected = rf"\(B, 3, {H}, {W}\)"
     for bad in (torch.zeros(1, 3, H + 8, W, dtype=torch.uint8), torch.zeros(1, 1, H, W),
                 torch.zeros(3, H, W, dtype=torch.uint8), torch.zeros(1, H, W, 3, dtype=torch.uint8)):
@@ -358,67 +286,6 @@ def test_wrongly_sized_input_raises_an_error_naming_the_expected_shape(model_fil
         E.predict(module, meta, np.zeros((1, H, W + 2, 3), np.uint8))
     with pytest.raises(ValueError, match="dtype"):
         E.predict(module, meta, np.zeros((1, H, W, 3), np.int32))
-
-
-# --------------------------------------------------------------------------
-# Files that are not (loadable) models
-# --------------------------------------------------------------------------
-
-def _truncated(tmp_path, model_file):
-    data = model_file.read_bytes()
-    return (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
-
-
-def _random_zip(tmp_path, model_file):
-    with zipfile.ZipFile(tmp_path / "random.zip", "w") as zf:
-        zf.writestr("readme.txt", "not a model")
-        zf.writestr("reloc_ros/metadata.json", "{}")  # right name, wrong place: still not a model
-
-
-def _state_dict(tmp_path, model_file):
-    torch.save(TinyAPR().state_dict(), tmp_path / "state_dict.pt")
-
-
-def _torchscript_without_metadata(tmp_path, model_file):
-    torch.jit.save(torch.jit.script(TinyAPR().eval()), str(tmp_path / "plain_ts.pt"))
-
-
-def _text(tmp_path, model_file):
-    (tmp_path / "model.yaml").write_text("model: posenet\n")
-
-
-def _wrong_format(tmp_path, model_file):
-    resave(model_file, tmp_path / "other.pt", lambda m: m.update(format="someone.else"))
-
-
-@pytest.mark.parametrize("make", [_truncated, _random_zip, _state_dict, _torchscript_without_metadata, _text,
-                                  _wrong_format])
-def test_files_that_are_not_reloc_ros_models_are_refused(tmp_path, model_file, make):
-    before = set(tmp_path.iterdir())
-    make(tmp_path, model_file)
-    (path,) = set(tmp_path.iterdir()) - before
-    with pytest.raises(RelocError, match=rf"'{path}' is not a reloc_ros model file \(.+\)"):
-        E.load_model(path)
-
-
-def test_missing_file_is_a_value_error(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
-        E.load_model(tmp_path / "nope.pt")
-
-
-def test_a_newer_format_version_is_refused_naming_both_versions(tmp_path, model_file):
-    path = resave(model_file, tmp_path / "future.pt", lambda m: m.update(format_version=2, reloc_ros_version="9.0"))
-    with pytest.raises(RelocError, match=r"format_version 2 .*reloc_ros 9\.0.*<= 1: upgrade"):
-        E.load_model(path)
-
-
-def test_missing_metadata_keys_are_named(tmp_path, model_file):
-    def drop(meta):
-        del meta["frames"], meta["metrics"]
-
-    path = resave(model_file, tmp_path / "old.pt", drop)
-    with pytest.raises(RelocError, match="lacks metadata keys: frames, metrics"):
-        E.load_model(path)
 
 
 # --------------------------------------------------------------------------
@@ -486,7 +353,7 @@ def test_a_crash_while_saving_leaves_no_file_and_keeps_the_existing_model(tmp_pa
         export(ConstNet([0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]), target)
     assert target.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary left behind
-    E.load_model(target)
+    MF.load_model(target)
 
 
 def test_a_model_that_does_not_reproduce_after_saving_is_not_written(tmp_path, model_file):
@@ -504,74 +371,13 @@ def test_a_net_with_non_finite_outputs_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# ONNX (optional)
-# --------------------------------------------------------------------------
-
-def test_onnx_matches_torchscript_and_carries_the_metadata(tmp_path, model_file, tiny_net):
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    onnx_path = E.export_onnx(model_file, tmp_path / "model.onnx")
-    module, meta = E.load_model(model_file)
-    model = onnx.load(str(onnx_path))
-    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
-    props = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(props[E.METADATA_FILE]) == meta
-    for batch in (1, 4):  # dynamic batch
-        diff = E.check_onnx(onnx_path, module, images_b3hw(batch, seed=batch))
-        assert 0 <= diff < 1e-4
-    # The check can fail: against another model the outputs differ.
-    torch.manual_seed(1)
-    other, _ = E.load_model(export(TinyAPR(), tmp_path / "other.pt"))
-    with pytest.raises(RelocError, match="differs from TorchScript"):
-        E.check_onnx(onnx_path, other, images_b3hw(2))
-
-
-def test_onnx_export_from_an_eager_wrapper(tmp_path, tiny_net):
-    pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    wrapper = E.ExportedPoseModel(tiny_net, POS_MEAN, POS_SCALE, (W, H))
-    meta = E.build_metadata(trainer_metadata(), wrapper)
-    onnx_path = E.export_onnx(wrapper, tmp_path / "model.onnx", meta)
-    import onnxruntime as ort
-
-    images = images_b3hw(3)
-    t_onnx, q_onnx = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
-        None, {"images": images.numpy()})
-    t_ref, q_ref = eager_reference(tiny_net, images)
-    np.testing.assert_allclose(t_onnx, t_ref, atol=1e-4)
-    np.testing.assert_allclose(q_onnx, q_ref, atol=1e-5)
-    with pytest.raises(ValueError, match="metadata is required"):
-        E.export_onnx(wrapper, tmp_path / "again.onnx")
-
-
-def test_onnx_without_the_packages_says_how_to_install_them(tmp_path, model_file, monkeypatch):
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now fails as if not installed
-    with pytest.raises(RelocError, match="pip install onnx onnxruntime"):
-        E.export_onnx(model_file, tmp_path / "model.onnx")
-    with pytest.raises(RelocError, match="pip install onnx onnxruntime"):
-        E.check_onnx(tmp_path / "model.onnx", torch.jit.load(str(model_file)), images_b3hw(1))
-    assert not (tmp_path / "model.onnx").exists()
-
-
-# --------------------------------------------------------------------------
 # MC dropout: the uncertainty entry point of APR models
 # --------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def apr_file(tmp_path_factory):
-    from reloc_ros.nets.apr import APRConfig, build_apr
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("apr") / "apr.pt"
-    meta = {"model": "posenet", "preprocessing": "resize", "training_data": {}, "metrics": {},
-            "frames": {"map_frame": "map", "camera_frame": "cam"}}
-    return E.export_torchscript(build_apr(APRConfig(head="lstm")), path, meta, POS_MEAN, POS_SCALE, (W, H))
-
-
 def test_apr_exports_mc_dropout_samples_centred_on_the_prediction(apr_file):
-    module, meta = E.load_model(apr_file)
+    module, meta = MF.load_model(apr_file)
     assert meta["mc_dropout"]["dropout"] == 0.5 and meta["mc_dropout"]["feature_dim"] == 512
-    images = E._random_images(2, H, W, seed=3).permute(0, 2, 3, 1)
+    images = E.random_images(2, H, W, seed=3).permute(0, 2, 3, 1)
     t, q = E.predict(module, meta, images)
     t0, q0, ts, qs = E.mc_predict(module, meta, images, samples=3000, seed=1)
     assert np.allclose(t0, t) and np.allclose(q0, q)
@@ -588,16 +394,7 @@ def test_apr_exports_mc_dropout_samples_centred_on_the_prediction(apr_file):
 
 
 def test_models_without_dropout_have_no_mc_entry_point(model_file):
-    module, meta = E.load_model(model_file)
+    module, meta = MF.load_model(model_file)
     assert "mc_dropout" not in meta
     with pytest.raises(ValueError, match="no MC-dropout samples"):
         E.mc_predict(module, meta, np.zeros((1, H, W, 3), np.uint8), samples=4)
-
-
-def test_onnx_export_of_an_mc_model_takes_the_masks_as_input(tmp_path, apr_file):
-    ort = pytest.importorskip("onnxruntime")
-    out = E.export_onnx(apr_file, tmp_path / "apr.onnx")  # verified against TorchScript, samples included
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["images", "keep"]
-    assert [o.name for o in session.get_outputs()] == E.ONNX_MC_OUTPUTS
-    assert E.read_model_metadata(out)["mc_dropout"] == E.read_model_metadata(apr_file)["mc_dropout"]

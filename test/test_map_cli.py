@@ -21,6 +21,7 @@ import pytest
 import torch
 from conftest import robot_messages, write_rosbag2
 
+from reloc_ros import modelfile as MF
 from reloc_ros.cli import main
 from reloc_ros.data.synth import make_run, write_synthetic_bag
 from reloc_ros.errors import RelocError
@@ -52,7 +53,7 @@ def test_map_builds_calibrates_and_stores_the_map_then_eval_and_replay_verify(ba
     assert main(["-q", "map", str(model), str(root / "map")]) == 0
     out = capsys.readouterr().out
     assert "feature map stored in" in out and "sift features" in out and "calibrated on" in out
-    entry = E.read_metadata(model)["feature_map"]
+    entry = MF.read_metadata(model)["feature_map"]
     assert entry["point_source"] == "triangulated" and entry["points"] > 500 and entry["calibration_frames"] >= 20
     assert entry["map_frame"] == "map" and len(entry["sha256"]) == 64
 
@@ -98,7 +99,7 @@ def test_a_sparse_map_is_said_with_its_numbers(bags, tmp_path, caplog):
 
     root, model = bags
     write_synthetic_bag(tmp_path / "bare", route="train", frames=40, size=(64, 48), scene="room", progress=False)
-    small = E.export_torchscript(build_apr(APRConfig()), tmp_path / "small.pt", E.read_metadata(model),
+    small = E.export_torchscript(build_apr(APRConfig()), tmp_path / "small.pt", MF.read_metadata(model),
                                  pos_mean=np.zeros(3), pos_scale=1.0, input_size=(48, 36))
     try:
         entry = build_model_map(small, [tmp_path / "bare"], BagSource(), progress=False)

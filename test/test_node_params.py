@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Node parameters without ROS: specs vs YAML and README, options and their errors, ~/status, launch files."""
+"""Relocalization node parameters and the shared spec machinery without ROS: specs vs YAML and README, options
+and their errors, launch files. (The trainer node's: test_training_node_params.py.)"""
 
 from __future__ import annotations
 
@@ -66,8 +67,8 @@ def model_file(tmp_path):
 # Specs, YAML files, README
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("specs", [P.RELOCALIZATION_PARAMS, P.TRAINER_PARAMS])
-def test_specs_are_unique_described_and_valid(specs):
+def test_specs_are_unique_described_and_valid():
+    specs = P.RELOCALIZATION_PARAMS
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
     for s in specs:
@@ -103,33 +104,8 @@ def test_relocalize_yaml_lists_every_parameter_with_its_default():
         assert _same(values[name], spec.default), f"{name}: yaml {values[name]!r} vs spec {spec.default!r}"
 
 
-def test_train_yaml_lists_every_parameter_with_its_default():
-    text = (ROOT / "config" / "train.yaml").read_text()
-    values = _yaml_params("train.yaml")
-    for spec in P.TRAINER_PARAMS:
-        if spec.default == ():
-            # rcl's YAML parser cannot type an empty list: documented as a comment instead.
-            assert spec.name not in values
-            assert re.search(rf"^\s*# {re.escape(spec.name)}:", text, re.M), spec.name
-        else:
-            assert _same(values[spec.name], spec.default), spec.name
-    assert set(values) <= {s.name for s in P.TRAINER_PARAMS}
-
-
-def test_trainer_defaults_agree_with_the_trainer_and_cli():
-    from reloc_ros.data.bag import BagSource
-    from reloc_ros.training.trainer import MODELS, TrainConfig
-
-    d, by = TrainConfig(), P.spec_by_name(P.TRAINER_PARAMS)
-    assert P.TRAIN_MODELS == tuple(MODELS)
-    assert by["model"].default == d.model and (by["backbone"].default or None) == d.backbone
-    assert by["epochs"].default == d.epochs and by["batch_size"].default == d.batch_size
-    assert tuple(by["input_size"].default) == tuple(d.input_size)
-    assert by["map_frame"].default == BagSource().map_frame
-
-
-@pytest.mark.parametrize("specs", [P.RELOCALIZATION_PARAMS, P.TRAINER_PARAMS])
-def test_config_readme_documents_every_parameter(specs):
+def test_config_readme_documents_every_parameter():
+    specs = P.RELOCALIZATION_PARAMS
     readme = (ROOT / "config" / "README.md").read_text()
     for s in specs:
         assert f"| `{s.name}` |" in readme, s.name
@@ -168,12 +144,15 @@ def test_check_value_types_ranges_and_choices():
     for bad in ("gpu", "cuda:", "cuda:x", "CPU", "cuda:-1"):
         with pytest.raises(ValueError, match=r"'device' = .*auto, cpu, cuda, cuda:N"):
             P.check_value(by["device"], bad)
-    tp = P.spec_by_name(P.TRAINER_PARAMS)
-    assert P.check_value(tp["input_size"], array.array("q", [64, 48])) == [64, 48]  # as rclpy hands it back
+    size, names = P.ParamSpec("size", [2, 3], "d"), P.ParamSpec("names", [], "d", kind="str[]")
+    assert size.kind == "int[]" and P.check_value(size, array.array("q", [64, 48])) == [64, 48]  # as rclpy gives it
+    with pytest.raises(ValueError, match=r"'size' = \[64\.0, 48\.0\] .*list of integers"):
+        P.check_value(size, [64.0, 48.0])
     with pytest.raises(ValueError, match="list of integers"):
-        P.check_value(tp["input_size"], [64.0, 48.0])
-    with pytest.raises(ValueError, match="list of strings"):
-        P.check_value(tp["bags"], "a_bag")
+        P.check_value(size, [True, 2])
+    assert P.check_value(names, ("a", "b")) == ["a", "b"]
+    with pytest.raises(ValueError, match=r"'names' = 'a_bag' .*list of strings"):
+        P.check_value(names, "a_bag")
 
 
 def test_check_values_fills_defaults_and_rejects_unknown_names():
@@ -264,86 +243,6 @@ def test_recovery_errors_name_the_ros_parameter(model_file, monkeypatch):
     with pytest.raises(ValueError, match=r"^parameter 'initialpose\.min_rotation_deg' is invalid: "
                                          r"must be in \[0, 180\], got 200\.0"):
         P.relocalization_options({"model_path": str(model_file)})
-
-
-# --------------------------------------------------------------------------
-# trainer_options
-# --------------------------------------------------------------------------
-
-def test_trainer_options_required_and_defaults(tmp_path):
-    with pytest.raises(ValueError, match=r"'bags' is empty"):
-        P.trainer_options({"output": str(tmp_path / "m.pt")})
-    with pytest.raises(ValueError, match=r"'output' is empty"):
-        P.trainer_options({"bags": ["a_bag"]})
-    o = P.trainer_options({"bags": ["a_bag", "b_bag"], "output": str(tmp_path / "m.pt")})
-    assert o.bags == (Path("a_bag"), Path("b_bag")) and o.out == tmp_path / "m.pt"
-    assert (o.resume, o.device, o.onnx) == (False, "auto", False)
-    assert o.cache_dir == Path.home() / ".cache" / "reloc_ros"
-    assert o.source.image_topic is None and o.source.camera_frame is None and o.source.pose_topic is None
-    assert o.source.map_frame == "map"
-    from reloc_ros.training.trainer import TrainConfig
-    assert o.config == TrainConfig()
-    from reloc_ros.mapping.build import MapConfig
-    assert o.map_config == MapConfig()  # the feature map is built after training by default
-    base = {"bags": ["a_bag"], "output": str(tmp_path / "m.pt")}
-    assert P.trainer_options({**base, "feature_map": "none"}).map_config is None
-    assert P.trainer_options({**base, "feature": "orb"}).map_config.feature == "orb"
-
-
-def test_trainer_options_pass_values_through(tmp_path):
-    o = P.trainer_options({
-        "bags": ["a"], "output": str(tmp_path / "m.pt"), "image_topic": "/cam/image", "camera_frame": "cam_opt",
-        "pose_topic": "/mocap", "depth_topic": "/cam/depth", "map_frame": "world", "model": "lrf-posenet",
-        "backbone": "resnet34", "epochs": 3, "batch_size": 8, "input_size": array.array("q", [64, 48]),
-        "device": "cpu", "resume": True, "onnx": True, "cache_dir": str(tmp_path / "cache")})
-    s, c = o.source, o.config
-    assert (s.image_topic, s.camera_frame, s.pose_topic, s.depth_topic, s.map_frame) == \
-        ("/cam/image", "cam_opt", "/mocap", "/cam/depth", "world")
-    assert (c.model, c.backbone, c.epochs, c.batch_size, c.input_size) == ("lrf-posenet", "resnet34", 3, 8, (64, 48))
-    assert (o.device, o.resume, o.onnx, o.cache_dir) == ("cpu", True, True, tmp_path / "cache")
-
-
-def test_trainer_config_file_precedence(tmp_path):
-    cfg = tmp_path / "train_opts.yaml"
-    cfg.write_text("epochs: 7\nlr: 0.001\nloss: geometric\ninput-size: 96x72\nout: " + str(tmp_path / "f.pt") + "\n")
-    base = {"bags": ["a"], "config_file": str(cfg)}
-    o = P.trainer_options(base)
-    # File over defaults (parameters left at their defaults do not override it) ...
-    assert (o.config.epochs, o.config.lr, o.config.loss, o.config.input_size) == (7, 0.001, "geometric", (96, 72))
-    assert o.out == tmp_path / "f.pt"
-    # ... and explicit parameters over the file.
-    o = P.trainer_options({**base, "epochs": 5, "output": str(tmp_path / "p.pt"), "input_size": [32, 32]})
-    assert (o.config.epochs, o.config.lr, o.config.input_size, o.out) == (5, 0.001, (32, 32), tmp_path / "p.pt")
-
-
-def test_trainer_options_errors(tmp_path):
-    base = {"bags": ["a"], "output": str(tmp_path / "m.pt")}
-    with pytest.raises(ValueError, match=r"'config_file' = '.*missing\.yaml': no such file"):
-        P.trainer_options({**base, "config_file": str(tmp_path / "missing.yaml")})
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("epoch: 3\n")
-    with pytest.raises(ValueError, match=r"unknown option 'epoch'"):
-        P.trainer_options({**base, "config_file": str(bad)})
-    with pytest.raises(ValueError, match=r"'model' = 'dsac' .* posenet, lrf-posenet, camnet, pmnet"):
-        P.trainer_options({**base, "model": "dsac"})
-    with pytest.raises(ValueError, match=r"'batch_size' = 1 .* \[2, 100000\]"):
-        P.trainer_options({**base, "batch_size": 1})
-    with pytest.raises(ValueError, match=r"'input_size' = \[64\] .* \[width, height\]"):
-        P.trainer_options({**base, "input_size": [64]})
-
-
-def test_parse_epoch_line():
-    line = "epoch 7/20 loss 3.6592 val 1.302 m 12.67 deg spread 0.25 (4.6 s)"
-    assert P.parse_epoch_line(line) == {"epoch": 7, "epochs": 20, "loss": 3.6592, "val_m": 1.302, "val_deg": 12.67}
-    assert P.parse_epoch_line("training posenet (resnet18 ...) on 300 frames") is None
-
-
-def test_parse_epoch_line_matches_the_trainers_format():
-    """The node reads the trainer's own log format: check against its source, not a copy."""
-    src = (ROOT / "reloc_ros" / "training" / "trainer.py").read_text()
-    fmt = re.search(r'"(epoch %d/%d loss %\.4f val %\.3f m %\.2f deg[^"]*)"', src).group(1)
-    line = fmt % (3, 30, 0.5, 0.25, 4.5, 0.3, 1.2)
-    assert P.parse_epoch_line(line) == {"epoch": 3, "epochs": 30, "loss": 0.5, "val_m": 0.25, "val_deg": 4.5}
 
 
 # --------------------------------------------------------------------------

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""PMNet (seed 003): APRNet's losses, training through the bag trainer, export, and PMNet_ud alignment."""
+"""PMNet (Lin et al.): APRNet's losses, training through the bag trainer, export, and PMNet_ud alignment."""
 
 from __future__ import annotations
 
@@ -31,8 +31,9 @@ from reloc_ros.data.synth import DEPTH_TOPIC, write_synthetic_bag
 from reloc_ros.errors import RelocError
 from reloc_ros.geometry import quat_to_matrix
 from reloc_ros.nets import pmnet as P
+from reloc_ros.training import pmnet_align as PA
 from reloc_ros.training import pmnet_trainer as PT
-from reloc_ros.training.export import read_metadata
+from reloc_ros.modelfile import read_metadata
 from reloc_ros.training.trainer import TrainConfig, train
 
 SIZE = (32, 24)
@@ -189,7 +190,7 @@ def test_posemap_loss_alone_reaches_the_pose_regressor_through_the_renderer(trai
 
 
 def test_the_export_is_an_apr_that_eval_reads(bags, trained):
-    from reloc_ros.training.evaluate import evaluate_model_on_bags
+    from reloc_ros.evaluation import evaluate_model_on_bags
 
     out, result = trained
     meta = read_metadata(out)
@@ -225,7 +226,7 @@ def test_alignment_reads_no_poses_keeps_the_original_and_reports_the_shift(bags,
 
     monkeypatch.setattr(bag_mod, "read_tf", no_ground_truth)
     monkeypatch.setattr(bag_mod, "_read_pose_topic", no_ground_truth)
-    res = PT.align_unlabelled(out, [bags / "query"], out=tmp_path / "ud.pt", epochs=1, lr=1e-4, progress=False)
+    res = PA.align_unlabelled(out, [bags / "query"], out=tmp_path / "ud.pt", epochs=1, lr=1e-4, progress=False)
     assert _sha(out) == before
     r = res.report
     assert r["ground_truth_read"] is False and r["images"] == 16
@@ -238,7 +239,7 @@ def test_alignment_reads_no_poses_keeps_the_original_and_reports_the_shift(bags,
 def test_alignment_on_another_scene_warns_and_writes_beside(bags, trained, tmp_path, caplog):
     out, _ = trained
     with caplog.at_level(logging.WARNING):
-        res = PT.align_unlabelled(out, [bags / "elsewhere"], out=tmp_path / "x.pt", epochs=1, progress=False)
+        res = PA.align_unlabelled(out, [bags / "elsewhere"], out=tmp_path / "x.pt", epochs=1, progress=False)
     assert "barely match the images" in caplog.text
     assert res.model_path == tmp_path / "x.pt" and res.model_path.exists()
 
@@ -246,13 +247,13 @@ def test_alignment_on_another_scene_warns_and_writes_beside(bags, trained, tmp_p
 def test_alignment_refuses_bad_targets(bags, trained, tmp_path):
     out, _ = trained
     with pytest.raises(ValueError, match="is the model being aligned"):
-        PT.align_unlabelled(out, [bags / "query"], out=out, progress=False)
+        PA.align_unlabelled(out, [bags / "query"], out=out, progress=False)
     with pytest.raises(ValueError, match="unknown PMNet loss 'pose'; valid: image, posemap"):
-        PT.align_unlabelled(out, [bags / "query"], losses="pose", progress=False)
+        PA.align_unlabelled(out, [bags / "query"], losses="pose", progress=False)
     plain = tmp_path / "plain.pt"
     plain.write_bytes(out.read_bytes())
     with pytest.raises(RelocError, match="no 'plain.pt.pmnet' beside it"):
-        PT.align_unlabelled(plain, [bags / "query"], progress=False)
+        PA.align_unlabelled(plain, [bags / "query"], progress=False)
 
 
 def test_align_command_says_no_ground_truth_is_read(bags, trained, tmp_path, capsys):
@@ -317,7 +318,7 @@ def test_pmnet_under_torchrun_two_processes_on_cpu(bags, trained, tmp_path):
 
 
 def test_a_non_finite_loss_stops_training_with_the_hint():
-    from reloc_ros.training.trainer import take_step
+    from reloc_ros.training.loop import take_step
 
     w = torch.nn.Parameter(torch.ones(2))
     opt = torch.optim.Adam([w], lr=0.1)

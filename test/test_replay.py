@@ -461,7 +461,8 @@ def models(tmp_path_factory):
     import torch
 
     from reloc_ros.nets.apr import APRConfig, build_apr
-    from reloc_ros.training.export import METADATA_FILE, export_torchscript
+    from reloc_ros.modelfile import METADATA_FILE
+    from reloc_ros.training.export import export_torchscript
 
     d = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)

@@ -27,7 +27,7 @@ from reloc_ros.cli import main
 from reloc_ros.data.bag import BagSource
 from reloc_ros.data.synth import make_run, write_synthetic_bag
 from reloc_ros.errors import RelocError
-from reloc_ros.training import trainer as trainer_mod
+from reloc_ros.training import apr_trainer
 from reloc_ros.training.trainer import TrainConfig, checkpoint_path_for, load_checkpoint, train
 
 TINY = dict(backbone="resnet18", input_size=(32, 24), batch_size=8, epochs=2, min_frames=10)
@@ -58,7 +58,7 @@ def test_trained_model_beats_mean_pose_baseline_on_the_query_route(bags, tmp_pat
     import json
 
     from reloc_ros.data.bag import read_bag_dataset
-    from reloc_ros.training.evaluate import mean_pose_baseline
+    from reloc_ros.evaluation import mean_pose_baseline
 
     report = json.loads(report_path.read_text())
     train_ds = read_bag_dataset(bags / "map", load_images=False)
@@ -74,7 +74,7 @@ def test_trained_model_beats_mean_pose_baseline_on_the_query_route(bags, tmp_pat
     # (measured: translation 99 % vs raw 75 %, rotation 88 % vs raw 92 %; validation has only 36 frames).
     from reloc_ros.runtime import uncertainty as U
     from reloc_ros.runtime.engine import Relocalizer
-    from reloc_ros.training.evaluate import read_model_dataset
+    from reloc_ros.evaluation import read_model_dataset
 
     reloc = Relocalizer(out, device="cpu")
     assert reloc.calibration.frames > 0 and "calibrated" in reloc.uncertainty
@@ -103,7 +103,7 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_reaches_the_same_result(bags, tmp
     train([bags / "tiny"], BagSource(), TrainConfig(**TINY), straight, progress=False)
 
     out = tmp_path / "b.pt"
-    real_validate = trainer_mod._validate
+    real_validate = apr_trainer.validate_poses
     calls = {"n": 0}
 
     def interrupt_in_epoch_two(*a, **k):
@@ -112,10 +112,10 @@ def test_ctrl_c_leaves_a_checkpoint_and_resume_reaches_the_same_result(bags, tmp
             raise KeyboardInterrupt  # Ctrl-C at the end of epoch 2's training steps
         return real_validate(*a, **k)
 
-    monkeypatch.setattr(trainer_mod, "_validate", interrupt_in_epoch_two)
+    monkeypatch.setattr(apr_trainer, "validate_poses", interrupt_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train([bags / "tiny"], BagSource(), TrainConfig(**TINY), out, progress=False)
-    monkeypatch.setattr(trainer_mod, "_validate", real_validate)
+    monkeypatch.setattr(apr_trainer, "validate_poses", real_validate)
     assert not out.exists() and load_checkpoint(checkpoint_path_for(out))["epoch"] == 1
 
     with pytest.raises(ValueError, match="checkpoint of an earlier run exists.*--resume"):
@@ -178,7 +178,7 @@ def test_torchrun_two_processes_on_cpu(bags, tmp_path):
     state = load_checkpoint(checkpoint_path_for(out))
     # 30 frames, ~26 for training: each of 2 ranks sees 13 per epoch (one batch of 8, one of 5).
     assert state["world_size"] == 2 and state["epoch"] == 2
-    from reloc_ros.training.export import load_model
+    from reloc_ros.modelfile import load_model
 
     _, meta = load_model(out)
     assert meta["model"] == "posenet" and np.isfinite(meta["metrics"]["validation"]["median_translation_m"])

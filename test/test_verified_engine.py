@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from reloc_ros import modelfile as MF
 from reloc_ros.data.synth import synthetic_dataset
 from reloc_ros.errors import RelocError
 from reloc_ros.geometry import rotation_error_deg, translation_error
@@ -32,6 +33,7 @@ from reloc_ros.runtime import uncertainty as U
 from reloc_ros.runtime.engine import Relocalizer
 from reloc_ros.runtime.verify import CameraMismatch, Verifier, VerifyConfig, calibrate
 from reloc_ros.training import export as E
+from reloc_ros.training import onnx_export as OX
 
 SIZE = (160, 120)
 SCENE = "textured_room"
@@ -143,7 +145,7 @@ def _rewrite(src, dst, transform):
 
 def test_maps_that_do_not_belong_are_refused(world):
     d = world["dir"]
-    meta = E.read_metadata(world["model"])
+    meta = MF.read_metadata(world["model"])
     fmap_data = load_map(world["model"], meta)
     assert fmap_data is not None and fmap_data[1]["scale_t"] == 2.0
 
@@ -204,7 +206,7 @@ def test_calibration_on_held_out_frames_covers_the_errors(world):
 def test_an_onnx_model_reads_the_map_of_the_torchscript_file_beside_it(world, caplog):
     pytest.importorskip("onnxruntime")
     d = world["dir"]
-    onnx = E.export_onnx(world["plain"], d / "far.onnx")  # beside far.pt, the same model with its map
+    onnx = OX.export_onnx(world["plain"], d / "far.onnx")  # beside far.pt, the same model with its map
     reloc = Relocalizer(onnx, device="cpu")
     assert reloc.backend_name == "onnx" and reloc.verifying
     ts = Relocalizer(world["model"], device="cpu")

@@ -12,12 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""APR benchmark: the seeds' comparison on the synthetic scene, and speed figures.
+"""APR benchmark: the papers' comparison on the synthetic scene, and speed figures.
 
 Variants, each trained with the same budget on the same mapping bag and
 evaluated on a different query route of the same scene:
 
-* PoseNet: centre crop, FC head, beta loss (the baseline of seeds 000 and 004);
+* PoseNet: centre crop, FC head, beta loss (the baseline of LRF-PoseNet and of Ward et al.);
 * resize: the whole image resized without cropping (LRF-PoseNet's input);
 * LSTM head: the four directional LSTMs of LRF-PoseNet on PoseNet's crop;
 * LRF-PoseNet: resize + LSTM head;
@@ -54,7 +54,7 @@ VARIANTS = (
 def _accuracy(root: Path, quick: bool, progress: bool) -> dict:
     from reloc_ros.data.bag import BagSource, read_bag_dataset
     from reloc_ros.data.synth import write_synthetic_bag
-    from reloc_ros.training.evaluate import evaluate_model_on_bags, mean_pose_baseline
+    from reloc_ros.evaluation import evaluate_model_on_bags, mean_pose_baseline
     from reloc_ros.training.trainer import TrainConfig, train
 
     from reloc_ros.data.synth import make_run
@@ -92,7 +92,8 @@ def _speed(device: torch.device, quick: bool) -> list[dict]:
     from reloc_ros.nets.apr import APRConfig, build_apr
     from reloc_ros.nets.losses import build_loss
     from reloc_ros.training.data import to_network_input
-    from reloc_ros.training.export import export_torchscript, load_model
+    from reloc_ros.modelfile import load_model
+    from reloc_ros.training.export import export_torchscript
 
     rows = []
     steps, runs = (2, 5) if quick else (6, 30)

@@ -12,9 +12,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""CamNet's benchmark: ``reloc-ros bench --suite camnet`` (issue 4).
+"""CamNet's benchmark: ``reloc-ros bench --suite camnet``.
 
-* **Ablation** (seed 001, Table 2) on the synthetic ``room``: one CamNet
+* **Ablation** (the CamNet paper's Table 2) on the synthetic ``room``: one CamNet
   trained on the mapping bag (frustum overlap from its depth), evaluated on
   the query route as retrieval only (the pose of the nearest key frame),
   + PFR (the coarse pose from the top-1 key frame), + PRP (the precise pose
@@ -75,8 +75,8 @@ def ablation_rows(model_path: Path, query_bag: Path, label: str) -> list[dict]:
 
     from reloc_ros.data.bag import BagSource, read_bag_dataset
     from reloc_ros.geometry import make_pose
-    from reloc_ros.training.evaluate import evaluate_model_on_bags
-    from reloc_ros.training.export import load_model
+    from reloc_ros.evaluation import evaluate_model_on_bags
+    from reloc_ros.modelfile import load_model
 
     module, meta = load_model(model_path)
     ds = read_bag_dataset([query_bag], BagSource(), image_size=tuple(meta["input_size"]),
@@ -108,8 +108,8 @@ def ablation_rows(model_path: Path, query_bag: Path, label: str) -> list[dict]:
 def _train_rows(root: Path, mapping: Path, query_bag: Path, budget, progress: bool) -> tuple[list[dict], dict]:
     from reloc_ros.data.bag import BagSource
     from reloc_ros.data.synth import DEPTH_TOPIC
-    from reloc_ros.training.evaluate import evaluate_model_on_bags
-    from reloc_ros.training.export import read_metadata
+    from reloc_ros.evaluation import evaluate_model_on_bags
+    from reloc_ros.modelfile import read_metadata
     from reloc_ros.training.trainer import train
 
     rows, info = [], {}

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The one benchmark of every method: ``reloc-ros bench --suite full`` (issue 6).
+"""The one benchmark of every method: ``reloc-ros bench --suite full``.
 
 Fixed synthetic scenes at fixed seeds, each with a mapping route (driven
 twice, with depth) and a different query route: ``room`` (8 x 6 m) and
@@ -104,7 +104,7 @@ def _peak_mb(model: Path, device: str = "cpu") -> float:
 
 
 def _accuracy_row(method: str, pred_n44: np.ndarray, gt_n44: np.ndarray, **extra) -> dict:
-    from reloc_ros.training.evaluate import accuracy_report
+    from reloc_ros.evaluation import accuracy_report
 
     rep = accuracy_report(pred_n44, gt_n44, method=method, **extra)
     return {k: rep[k] for k in ("method", "frames", "median_translation_m", "median_rotation_deg", "within")} | extra
@@ -142,7 +142,7 @@ def scene_bags(root: Path, scene: str, frames: int, query: int, progress: bool, 
 
 def _classical_rows(map_ds, query_ds, runs: int) -> list[dict]:
     from reloc_ros.baselines import OrbPnPReference, RetrievalBaseline
-    from reloc_ros.training.evaluate import mean_pose
+    from reloc_ros.evaluation import mean_pose
 
     gt = query_ds.poses_n44
     rows = []
@@ -174,7 +174,7 @@ def _apr_rows(root: Path, scene: str, mapping: Path, query_bag: Path, budget, ru
 
     from reloc_ros.data.bag import BagSource
     from reloc_ros.runtime.engine import Relocalizer
-    from reloc_ros.training.evaluate import evaluate_model_on_bags
+    from reloc_ros.evaluation import evaluate_model_on_bags
     from reloc_ros.training.trainer import train
 
     rows = []

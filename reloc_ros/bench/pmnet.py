@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""PMNet's benchmark (seed 003): the Table 5b loss ablation on the synthetic ``room``.
+"""PMNet's benchmark (Lin et al.): the Table 5b loss ablation on the synthetic ``room``.
 
 * **Ablation** (Table 5b): PoseNet for comparison, then PMNet trained on the
   mapping bag (with depth) with the four loss settings of Exp. 1-4 (without
@@ -67,7 +67,7 @@ def _errors(pred_n44: np.ndarray, gt_n44: np.ndarray) -> dict:
 
 def _evaluate(model_path: Path, query_bag: Path) -> dict:
     """Median errors and the 2-sigma coverage of one exported model on the query bag."""
-    from reloc_ros.training.evaluate import evaluate_model_on_bags
+    from reloc_ros.evaluation import evaluate_model_on_bags
 
     pred, ds, rep, _ = evaluate_model_on_bags(model_path, [query_bag])
     return {**_errors(pred, ds.poses_n44),
@@ -87,7 +87,7 @@ def _train_pmnet(root: Path, name: str, mapping: Path, cfg, progress: bool, devi
     """Train one PMNet (NeRF-P from the shared cache under ``root``); return its file, wall seconds, metadata."""
     from reloc_ros.data.bag import BagSource
     from reloc_ros.data.synth import DEPTH_TOPIC
-    from reloc_ros.training.export import read_metadata
+    from reloc_ros.modelfile import read_metadata
     from reloc_ros.training.trainer import train
 
     out = root / f"{name}.pt"
@@ -101,7 +101,7 @@ def _train_rows(root: Path, mapping: Path, query_bag: Path, budget, nerf: dict, 
                 progress: bool) -> tuple[list[dict], dict, dict]:
     """Train and evaluate every row; return the rows, Exp. 4's ``pmnet`` metadata and the alignment reports."""
     from reloc_ros.data.bag import BagSource
-    from reloc_ros.training.pmnet_trainer import align_unlabelled
+    from reloc_ros.training.pmnet_align import align_unlabelled
     from reloc_ros.training.trainer import train
 
     rows = []
@@ -159,7 +159,7 @@ def posemap_gradient_check(model_path: Path, mapping: Path, offsets_m=(0.05, 0.1
     from reloc_ros.data.types import Intrinsics
     from reloc_ros.nets import pmnet as P
     from reloc_ros.nets.nerfp import NerfP
-    from reloc_ros.training.export import read_metadata
+    from reloc_ros.modelfile import read_metadata
     from reloc_ros.training.pmnet_trainer import load_sidecar
 
     side = load_sidecar(model_path)

@@ -14,7 +14,7 @@
 
 """Runtime benchmark: message-to-pose latency by stage, sustained rate, and memory under a 10x replay.
 
-What issue 5 asks to measure, for a 640x480 ``rgb8`` ``sensor_msgs/Image``
+What is measured, for a 640x480 ``rgb8`` ``sensor_msgs/Image``
 and a ResNet-18 APR at 224x224 (untrained weights: speed does not depend on
 them), exported exactly as the trainer exports (TorchScript with MC dropout):
 
@@ -65,7 +65,8 @@ def _export_model(path: Path) -> Path:
     import torch
 
     from reloc_ros.nets.apr import APRConfig, build_apr
-    from reloc_ros.training.export import export_onnx, export_torchscript
+    from reloc_ros.training.export import export_torchscript
+    from reloc_ros.training.onnx_export import export_onnx
 
     torch.manual_seed(0)
     meta = {"model_kind": "apr", "model": "posenet", "preprocessing": "resize", "training_data": {},

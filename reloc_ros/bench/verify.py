@@ -140,7 +140,7 @@ class _Frame:
 def _row(name: str, frames: Sequence[_Frame], gt_n44: np.ndarray, **extra: Any) -> dict:
     """Figures of one ablation row (see the module docstring); shares are of all query frames."""
     from reloc_ros.runtime import uncertainty as U
-    from reloc_ros.training.evaluate import WRONG_VERIFIED, pose_errors
+    from reloc_ros.evaluation import WRONG_VERIFIED, pose_errors
 
     status = np.array([f.status for f in frames])
     n = len(frames)
@@ -227,8 +227,8 @@ def _ablation(model: Path, mapping: Path, query: Path, progress: bool) -> list[d
     from reloc_ros.mapping.storage import load_map
     from reloc_ros.runtime import uncertainty as U
     from reloc_ros.runtime.verify import Verifier, VerifyConfig
-    from reloc_ros.training.evaluate import mean_pose
-    from reloc_ros.training.export import read_metadata
+    from reloc_ros.evaluation import mean_pose
+    from reloc_ros.modelfile import read_metadata
 
     ds = read_bag_dataset(query, BagSource(), image_size=None, progress=progress)
     gt = ds.poses_n44

@@ -102,7 +102,7 @@ def build_model_map(model_path: str | Path, bags: Sequence[str | Path], source: 
     from reloc_ros.data.bag import bag_source_from_metadata, read_bag_dataset
     from reloc_ros.mapping.storage import embed_map
     from reloc_ros.runtime.verify import Verifier, calibrate
-    from reloc_ros.training.export import read_metadata
+    from reloc_ros.modelfile import read_metadata
 
     t0 = time.perf_counter()
     config = config or MapConfig()

@@ -113,7 +113,7 @@ def embed_map(model_path: str | Path, fmap: FeatureMap, calibration: Mapping[str
     """
     import torch
 
-    from reloc_ros.training.export import METADATA_FILE, read_metadata
+    from reloc_ros.modelfile import METADATA_FILE, read_metadata
 
     path = Path(model_path)
     if path.suffix.lower() == ".onnx":

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""CamNet (Ding et al., ICCV 2019, seed 001): one shared encoder, three branches, their losses.
+"""CamNet (Ding et al., ICCV 2019): one shared encoder, three branches, their losses.
 
 Architecture (section 4.2)::
 

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-r"""PMNet's APRNet (seed 003, section 3.1) and its losses.
+r"""PMNet's APRNet (Lin et al., ECCV 2024, section 3.1) and its losses.
 
 APRNet = a *pose estimator* plus an *image-feature extractor* whose features
 are "fused by feature maps from each convolutional block in the pose
@@ -34,7 +34,7 @@ How the paper is read (open points, and what is chosen):
 * *Backbone*: the paper uses ImageNet VGG-16; reloc_ros uses its ResNets
   from random weights (no ImageNet weights here; ``--backbone-weights`` loads
   them when a user has the file).
-* *Fusion*: DFNet's extractor is not described in seed 003. Read as a
+* *Fusion*: DFNet's extractor is not described in the PMNet paper. Read as a
   feature-pyramid-style sum of all four stages at stride 8 with
   ``fusion_channels`` = 64 channels.
 * *L_pose* (stated: "L2 loss"): mean squared error over the 3 x 4 pose

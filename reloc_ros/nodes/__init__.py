@@ -21,6 +21,6 @@
   reporting progress on the log and ``/diagnostics``.
 
 Everything they compute lives in the ROS-free core (:mod:`reloc_ros.runtime`,
-:mod:`reloc_ros.training`, :mod:`reloc_ros.conversions`); these modules only
+:mod:`reloc_ros.training` for the trainer node, :mod:`reloc_ros.conversions`); these modules only
 wire it to topics, TF, parameters and services.
 """

@@ -14,7 +14,7 @@
 
 """trainer_node: train and export a model from mapping bags, as a ROS 2 node.
 
-Reads its parameters (``config/train.yaml``, :data:`~reloc_ros.runtime.node_params.TRAINER_PARAMS`),
+Reads its parameters (``config/train.yaml``, :data:`~reloc_ros.training.node_params.TRAINER_PARAMS`),
 runs :func:`reloc_ros.training.trainer.train` (the trainer of ``reloc-ros
 train``) on a background thread, forwards the trainer's log (one line per
 epoch) to the node's logger, publishes its progress on ``/diagnostics`` every
@@ -39,8 +39,9 @@ from rclpy.node import Node
 from reloc_ros import conversions as conv
 from reloc_ros.errors import RelocError
 from reloc_ros.mapping.mapper import build_model_map, check_camera_info, describe_map
-from reloc_ros.nodes.relocalization_node import attach_core_logging, declare_specs, detach_core_logging, read_specs
-from reloc_ros.runtime.node_params import TRAINER_PARAMS, TrainerOptions, parse_epoch_line, trainer_options
+from reloc_ros.nodes.ros_params import declare_specs, read_specs
+from reloc_ros.runtime.log_bridge import attach_core_logging, detach_core_logging
+from reloc_ros.training.node_params import TRAINER_PARAMS, TrainerOptions, parse_epoch_line, trainer_options
 # Imported before the node attaches its log handler (see attach_core_logging); pulls in torch.
 from reloc_ros.training.trainer import train
 

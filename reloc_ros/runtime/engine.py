@@ -56,6 +56,7 @@ from reloc_ros.errors import RelocError
 from reloc_ros.geometry import make_pose
 from reloc_ros.preprocess import preprocess_image
 from reloc_ros.runtime import uncertainty as U
+from reloc_ros.runtime.backends import OnnxBackend, TorchScriptBackend
 
 logger = logging.getLogger(__name__)
 
@@ -127,68 +128,6 @@ class Estimate:
         return (math.sqrt(float(np.trace(c[:3, :3])) / 3.0), math.degrees(math.sqrt(float(np.trace(c[3:, 3:])) / 3.0)))
 
 
-class _TorchScriptBackend:
-    def __init__(self, path: Path, device: str, threads: int | None) -> None:
-        import torch
-
-        from reloc_ros.training.export import load_model, pick_device
-
-        if threads:
-            torch.set_num_threads(int(threads))
-        want_auto = device == "auto"
-        self.device = pick_device(device)
-        if want_auto and self.device.type == "cpu":
-            logger.warning("device 'auto': no CUDA device available, running on the CPU")
-        self.module, self.meta = load_model(path, self.device)
-        self.camnet = self.meta.get("model_kind") == "camnet"
-        if self.camnet and not callable(getattr(self.module, "hypotheses", None)):
-            raise RelocError(f"model file '{path}' says it is a CamNet but has no hypotheses() entry point")
-        self.mc = "mc_dropout" in self.meta and callable(getattr(self.module, "sample", None))
-        self._torch = torch
-
-    def run(self, x_bhw3: np.ndarray, keep_nd: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        torch = self._torch
-        x = torch.from_numpy(x_bhw3).to(self.device).permute(0, 3, 1, 2)
-        with torch.no_grad():
-            out = self.module.sample(x, torch.from_numpy(keep_nd)) if keep_nd is not None else self.module(x)
-        return tuple(o.detach().cpu().double().numpy() for o in out)
-
-
-class _OnnxBackend:
-    def __init__(self, path: Path, device: str, threads: int | None) -> None:
-        from reloc_ros.training.export import ONNX_MC_OUTPUTS, _import_onnx, read_onnx_metadata
-
-        self.meta = read_onnx_metadata(path)
-        if self.meta.get("model_kind") == "camnet":
-            raise ValueError(f"'{path}' is a CamNet model: CamNet runs with the TorchScript backend only")
-        self.camnet = False
-        _, ort = _import_onnx(runtime_only=True)
-        providers = ["CPUExecutionProvider"]
-        available = ort.get_available_providers()
-        if device.startswith("cuda"):
-            if "CUDAExecutionProvider" not in available:
-                raise ValueError(f"device '{device}' requested but this onnxruntime has no CUDA provider "
-                                 f"(providers: {', '.join(available)}); use cpu or auto")
-            providers.insert(0, "CUDAExecutionProvider")
-        elif device == "auto" and "CUDAExecutionProvider" in available:
-            providers.insert(0, "CUDAExecutionProvider")
-        elif device not in ("auto", "cpu"):
-            raise ValueError(f"invalid device {device!r}; use auto, cpu, cuda or cuda:N")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
-        self.device = self.session.get_providers()[0]
-        self.mc = "keep" in [i.name for i in self.session.get_inputs()] and "mc_dropout" in self.meta
-        self._outputs = ONNX_MC_OUTPUTS if self.mc else ["t_b3", "q_b4"]
-
-    def run(self, x_bhw3: np.ndarray, keep_nd: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        feed = {"images": np.ascontiguousarray(x_bhw3.transpose(0, 3, 1, 2))}
-        if self.mc:
-            feed["keep"] = keep_nd
-        return tuple(np.asarray(o, np.float64) for o in self.session.run(self._outputs, feed))
-
-
 class Relocalizer:
     """Load an exported model and relocalize images; see the module docstring.
 
@@ -227,7 +166,7 @@ class Relocalizer:
         if backend == "auto":
             backend = "onnx" if path.suffix.lower() == ".onnx" else "torchscript"
         self.backend_name = backend
-        self._backend = (_OnnxBackend if backend == "onnx" else _TorchScriptBackend)(path, device, threads)
+        self._backend = (OnnxBackend if backend == "onnx" else TorchScriptBackend)(path, device, threads)
         self.metadata: dict[str, Any] = self._backend.meta
         self.model_path = path
         self.device = str(self._backend.device)

@@ -12,19 +12,22 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The ROS parameters of the reloc_ros nodes, as data, and what they turn into. ROS-free.
+"""The relocalization node's ROS parameters, as data, and what they turn into; the spec machinery. ROS-free.
 
-The node shells (:mod:`reloc_ros.nodes`) declare every parameter of
-:data:`RELOCALIZATION_PARAMS` / :data:`TRAINER_PARAMS` with a
+:class:`ParamSpec`, :func:`check_value` / :func:`check_values` and
+:func:`params_markdown` are shared by both nodes: the node shells
+(:mod:`reloc_ros.nodes`) declare every parameter of a spec list with a
 ``ParameterDescriptor`` built from its :class:`ParamSpec` (description,
-read-only flag, range, choices), read the values back as a plain dict and pass
-it to :func:`relocalization_options` / :func:`trainer_options`. Those check
-every value against its spec and build the core's options (``Relocalizer``
-keyword arguments, :class:`~reloc_ros.runtime.recovery.RecoveryConfig`,
-``TrainConfig``, ``BagSource``), raising ``ValueError`` that names the
-parameter, the bad value and what is valid. So all of this is tested without
-ROS, and ``config/*.yaml`` and ``config/README.md`` are checked against the
-specs.
+read-only flag, range, choices) and read the values back as a plain dict.
+For ``relocalization_node`` that dict goes to :func:`relocalization_options`,
+which checks every value against :data:`RELOCALIZATION_PARAMS` and builds the
+core's options (``Relocalizer`` keyword arguments,
+:class:`~reloc_ros.runtime.recovery.RecoveryConfig`), raising ``ValueError``
+that names the parameter, the bad value and what is valid. The trainer node's
+parameters are made from the options of ``reloc-ros train``, on the training
+side (:mod:`reloc_ros.training.node_params`); nothing here depends on
+training or the command line. So all of this is tested without ROS, and
+``config/*.yaml`` and ``config/README.md`` are checked against the specs.
 """
 
 from __future__ import annotations
@@ -42,10 +45,9 @@ from reloc_ros.runtime.frame_status import acts_on
 from reloc_ros.runtime.recovery import RecoveryConfig
 
 __all__ = [
-    "ParamSpec", "RELOCALIZATION_PARAMS", "TRAINER_PARAMS", "KINDS",
+    "ParamSpec", "RELOCALIZATION_PARAMS", "KINDS",
     "check_values", "check_value", "spec_by_name", "params_markdown",
-    "RelocalizationOptions", "relocalization_options", "TrainerOptions", "trainer_options",
-    "parse_epoch_line",
+    "RelocalizationOptions", "relocalization_options",
 ]
 
 KINDS = ("bool", "int", "float", "str", "str[]", "int[]")
@@ -284,50 +286,6 @@ RELOCALIZATION_PARAMS: tuple[ParamSpec, ...] = (
 )
 """Parameters of ``relocalization_node`` (defaults: ``config/relocalize.yaml``). All are read at configure."""
 
-TRAIN_MODELS = ("posenet", "lrf-posenet", "camnet", "pmnet")
-BACKBONES = ("resnet18", "resnet34", "resnet50")
-
-TRAINER_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("bags", (), "Mapping bag(s): rosbag2 directories / .mcap / .db3 files or ROS 1 .bag files. "
-              "Required.", read_only=True, kind="str[]"),
-    ParamSpec("output", "", "Model file to write (TorchScript .pt; its checkpoint is OUTPUT.ckpt). Required here "
-              "or as 'out' in config_file.", read_only=True),
-    ParamSpec("image_topic", "", "Colour image topic in the bags; '' = the bags' only colour image topic.",
-              read_only=True),
-    ParamSpec("map_frame", "map", "Frame the ground-truth poses are expressed in.", read_only=True),
-    ParamSpec("camera_frame", "", "Camera frame looked up in TF; '' = the images' header.frame_id.",
-              read_only=True),
-    ParamSpec("pose_topic", "", "Ground truth from this PoseStamped / PoseWithCovarianceStamped / Odometry / "
-              "TransformStamped topic instead of TF; '' = TF.", read_only=True),
-    ParamSpec("depth_topic", "", "Aligned depth image topic; '' = none.", read_only=True),
-    ParamSpec("model", "posenet", "Model: posenet (Kendall et al.), lrf-posenet (whole image, directional "
-              "LSTMs), camnet (coarse-to-fine retrieval and relative poses; set depth_topic) or pmnet (PoseMap: an "
-              "APR trained with a NeRF of the scene; depth_topic makes the NeRF faster; options such as "
-              "pmnet_losses go in config_file).", read_only=True,
-              choices=TRAIN_MODELS),
-    ParamSpec("backbone", "", "ResNet backbone; '' = the model's (resnet18 for the APRs, resnet34 for camnet).",
-              read_only=True, choices=("",) + BACKBONES),
-    ParamSpec("epochs", 30, "Training epochs.", read_only=True, min=1, max=100000),
-    ParamSpec("batch_size", 32, "Images per batch (>= 2: batch normalisation).", read_only=True, min=2,
-              max=100000),
-    ParamSpec("input_size", (224, 224), "Network input [width, height] in pixels.", read_only=True),
-    ParamSpec("device", "auto", "Training device: auto (CUDA if available), cpu, cuda or cuda:N.",
-              read_only=True, choices=("auto", "cpu", "cuda", "cuda:N")),
-    ParamSpec("resume", False, "Continue the run whose checkpoint is OUTPUT.ckpt (after Ctrl-C or a crash).",
-              read_only=True),
-    ParamSpec("config_file", "", "YAML file of training options as for 'reloc-ros train --config' (e.g. lr, "
-              "loss, beta, out). Precedence: a parameter set to something other than its default (and not '') "
-              "overrides the file; a parameter left at its default does not.", read_only=True),
-    ParamSpec("onnx", False, "Also export OUTPUT.onnx, checked against the TorchScript model.", read_only=True),
-    ParamSpec("cache_dir", "", "Decoded-frame cache directory; '' = ~/.cache/reloc_ros.", read_only=True),
-    ParamSpec("feature_map", "auto", "auto: after training, build the 3-D feature map that verifies poses (the "
-              "bags need CameraInfo; checked before training) and store it in the model file; none: learned "
-              "poses only.", read_only=True, choices=("auto", "none")),
-    ParamSpec("feature", "sift", "Local features of the feature map: sift (accurate) or orb (fast).",
-              read_only=True, choices=("sift", "orb")),
-)
-"""Parameters of ``trainer_node`` (defaults: ``config/train.yaml``). All are read once, at start-up."""
-
 
 def params_markdown(specs: Sequence[ParamSpec]) -> str:
     """Return a markdown table of the parameters (what config/README.md shows)."""
@@ -497,103 +455,3 @@ def relocalization_options(values: Mapping[str, Any]) -> RelocalizationOptions:
         initialpose_topic=v["initialpose.topic"], belief_pose_topic=v["initialpose.belief_pose_topic"],
         belief_std=(v["initialpose.belief_std_m"], v["initialpose.belief_std_rad"]),
         autostart=v["autostart"], diagnostics_period_s=v["diagnostics_period_s"], values=v)
-
-
-# --------------------------------------------------------------------------
-# trainer_node
-# --------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TrainerOptions:
-    """Arguments of :func:`reloc_ros.training.trainer.train`, from the trainer node's parameters."""
-
-    bags: tuple[Path, ...]
-    out: Path
-    source: Any        # reloc_ros.data.bag.BagSource
-    config: Any        # reloc_ros.training.trainer.TrainConfig
-    resume: bool
-    device: str
-    onnx: bool
-    cache_dir: Path
-    map_config: Any = None  # reloc_ros.mapping.build.MapConfig, or None for feature_map: none
-
-
-# ROS parameter -> `reloc-ros train` option (argparse dest).
-_TRAIN_DESTS = {
-    "bags": "bags", "output": "out", "image_topic": "image_topic", "map_frame": "map_frame",
-    "camera_frame": "camera_frame", "pose_topic": "pose_topic", "depth_topic": "depth_topic", "model": "model",
-    "backbone": "backbone", "epochs": "epochs", "batch_size": "batch_size", "input_size": "input_size",
-    "device": "device", "resume": "resume", "onnx": "onnx", "cache_dir": "cache_dir", "feature_map": "map",
-    "feature": "feature",
-}
-
-
-def trainer_options(values: Mapping[str, Any]) -> TrainerOptions:
-    """Turn the trainer node's parameter values into :func:`~reloc_ros.training.trainer.train` arguments.
-
-    Options come from, lowest precedence first: the defaults of
-    ``reloc-ros train``, ``config_file`` (the same YAML as ``reloc-ros train
-    --config``), then every parameter whose value differs from its default
-    and is not ''. Raises ``ValueError`` naming the bad parameter or option.
-    """
-    from reloc_ros import cli
-
-    v = check_values(TRAINER_PARAMS, values)
-    if len(v["input_size"]) != 2 or min(v["input_size"]) <= 0:
-        raise ValueError(f"parameter 'input_size' = {v['input_size']!r} is invalid: must be [width, height], "
-                         f"both > 0")
-    train_parser = cli.build_parser().parse_args(["train"]).train_parser
-    args = train_parser.parse_args([])
-    if v["config_file"]:
-        path = Path(v["config_file"]).expanduser()
-        if not path.is_file():
-            raise ValueError(f"parameter 'config_file' = '{v['config_file']}': no such file")
-        vars(args).update(cli.load_config_file(path, train_parser))
-    for spec in TRAINER_PARAMS:
-        if spec.name == "config_file":
-            continue
-        value = v[spec.name]
-        default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
-        if value == default or value == "":
-            continue
-        if spec.name == "bags":
-            value = [Path(b).expanduser() for b in value]
-        elif spec.name in ("output", "cache_dir"):
-            value = Path(value).expanduser()
-        elif spec.name == "input_size":
-            value = tuple(value)
-        setattr(args, _TRAIN_DESTS[spec.name], value)
-    if not args.bags:
-        raise ValueError("parameter 'bags' is empty: list the mapping bag(s), e.g. bags:=['/data/map_bag'] "
-                         "(or the launch argument bags:=/data/a_bag,/data/b_bag)")
-    if args.out is None:
-        raise ValueError("parameter 'output' is empty: give the model file to write, e.g. output:=/data/lab.pt "
-                         "(or 'out' in config_file)")
-    if args.input_size is not None:
-        args.input_size = tuple(int(x) for x in args.input_size)
-    cfg = cli.train_config_from_args(args)
-    cfg.resolved()  # check now, with a clear error, not after loading the bags
-    source = cli.bag_source_from_args(args)
-    return TrainerOptions(bags=tuple(Path(b) for b in args.bags), out=Path(args.out), source=source, config=cfg,
-                          resume=bool(args.resume), device=str(args.device), onnx=bool(args.onnx),
-                          cache_dir=Path(args.cache_dir),
-                          map_config=None if args.map == "none" else cli.map_config_from_args(args))
-
-
-_EPOCH_RE = re.compile(r"epoch (\d+)/(\d+) loss (\S+) val (\S+) m (\S+) deg")
-
-
-def parse_epoch_line(text: str) -> dict | None:
-    """Read the trainer's per-epoch summary line; ``None`` for any other line.
-
-    ``'epoch 3/30 loss 0.1234 val 0.210 m 3.10 deg spread 0.25 (4.6 s)'`` ->
-    ``{'epoch': 3, 'epochs': 30, 'loss': 0.1234, 'val_m': 0.21, 'val_deg': 3.1}``.
-    """
-    m = _EPOCH_RE.search(text)
-    if not m:
-        return None
-    try:
-        return {"epoch": int(m.group(1)), "epochs": int(m.group(2)), "loss": float(m.group(3)),
-                "val_m": float(m.group(4)), "val_deg": float(m.group(5))}
-    except ValueError:
-        return None

@@ -261,7 +261,7 @@ def _msg_stamp(msg: Any) -> int:
 def _compare_with_ground_truth(result: ReplayResult, reloc: Relocalizer, in_bags: Sequence[str | Path],
                                source: BagSource, every: Sequence[Any] = ()) -> None:
     """Fill ``result.report`` when the bags have ground truth for the replayed frames."""
-    from reloc_ros.training.evaluate import relocalization_report, status_report
+    from reloc_ros.evaluation import relocalization_report, status_report
 
     try:
         gt = read_bag_dataset(in_bags, source, load_images=False)

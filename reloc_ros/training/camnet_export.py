@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""CamNet's inference (seed 001, section 3.4) as one TorchScript file with its database inside.
+"""CamNet's inference (Ding et al., section 3.4) as one TorchScript file with its database inside.
 
 :class:`ExportedCamNet` holds the encoder (traced), the three regressors and
 the key-frame database as buffers: per key frame the ICR descriptor ``f_r``,
@@ -65,9 +65,9 @@ from torch import nn, Tensor
 from reloc_ros.errors import RelocError
 from reloc_ros.geometry import pose_to_tq
 from reloc_ros.io_utils import atomic_path
+from reloc_ros.modelfile import METADATA_FILE, check_target, metadata_json, quiet_torch_deprecations
 from reloc_ros.nets.camnet import CamNet, anchor_from_relative_t, quat_unit_canonical, rotation_angle_t
-from reloc_ros.training.export import (ExportedPoseModel, METADATA_FILE, _check_target, _dumps,
-                                       _frozen_cpu_copy, _quiet_torch_deprecations, _random_images, build_metadata)
+from reloc_ros.training.export import ExportedPoseModel, build_metadata, frozen_cpu_copy, random_images
 
 logger = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ class ExportedCamNet(ExportedPoseModel):
 def wrap_camnet(net: CamNet, database: Database, input_size: Sequence[int], k: int = DEFAULT_K,
                 fusion: tuple[float, float] = (0.25, float(np.radians(10.0)))) -> ExportedCamNet:
     """Return an eager :class:`ExportedCamNet` of a frozen CPU copy of ``net`` and ``database``."""
-    net = _frozen_cpu_copy(net)
+    net = frozen_cpu_copy(net)
     return ExportedCamNet(net.encoder, net.icr_head, net.pfr_head, net.prp_head, database, input_size,
                           net.config.backbone, k, fusion).eval()
 
@@ -332,8 +332,8 @@ def wrap_camnet(net: CamNet, database: Database, input_size: Sequence[int], k: i
 def compile_camnet(eager: ExportedCamNet, seed: int = 0) -> torch.jit.ScriptModule:
     """Trace the encoder and script the rest (retrieval, regressors, fusion)."""
     h, w = eager.input_height, eager.input_width
-    x = (_random_images(2, h, w, seed).float() / 255.0 - eager.img_mean) / eager.img_std
-    with torch.no_grad(), _quiet_torch_deprecations():
+    x = (random_images(2, h, w, seed).float() / 255.0 - eager.img_mean) / eager.img_std
+    with torch.no_grad(), quiet_torch_deprecations():
         try:
             traced = torch.jit.trace(eager.net, (x,), check_trace=False)
         except Exception as e:  # tracing fails in many ways; all mean "this net cannot be exported"
@@ -349,18 +349,18 @@ def export_camnet(eager: ExportedCamNet, path: str | Path, metadata: Mapping[str
                   atol: float = 1e-4) -> Path:
     """Write ``eager`` as one TorchScript file with ``metadata``; reloaded and checked before it replaces ``path``."""
     path = Path(path)
-    _check_target(path)
+    check_target(path)
     meta = build_metadata({**metadata, "model_kind": "camnet"}, eager)
     meta["outputs"] = {**meta["outputs"], "hypotheses": "module.hypotheses(images, prev_f, prev_t, prev_q) -> "
                        "(t_b3, q_b4, hyp_t_bh3, hyp_q_bh4, inliers_bh, f_f_bc); see reloc_ros.training.camnet_export"}
     scripted = compile_camnet(eager, seed)
     h, w = eager.input_height, eager.input_width
     with atomic_path(path) as tmp:
-        with _quiet_torch_deprecations():
-            torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: _dumps(meta)})
+        with quiet_torch_deprecations():
+            torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: metadata_json(meta)})
             reloaded = torch.jit.load(str(tmp), map_location="cpu").eval()
         with torch.no_grad():
-            images = _random_images(3, h, w, seed + 1)
+            images = random_images(3, h, w, seed + 1)
             ref = eager.encode(images)
             got = reloaded.encode(images)
             diff = max(float((a - b).abs().max()) for a, b in zip(ref, got))

@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Ground-truth labels of CamNet's image pairs (Ding et al., ICCV 2019, seed 001).
+"""Ground-truth labels of CamNet's image pairs (Ding et al., ICCV 2019).
 
 CamNet trains on pairs of images. Every pair gets, from ground truth only:
 

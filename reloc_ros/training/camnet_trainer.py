@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Train CamNet (seed 001) from bags, through ``reloc-ros train --model camnet``, and export it.
+"""Train CamNet (Ding et al., ICCV 2019) from bags, through ``reloc-ros train --model camnet``, and export it.
 
 One training step, for ``N`` anchors of the batch (section 3, eq. 1):
 
@@ -58,16 +58,14 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
-from reloc_ros import __version__
 from reloc_ros.data.bag import BagSource
+from reloc_ros.data.types import PoseDataset
 from reloc_ros.errors import RelocError
 from reloc_ros.geometry import make_pose, matrix_to_quat, rotation_error_deg, translation_error
 from reloc_ros.nets.camnet import (CamNetConfig, anchor_from_relative_t, build_camnet, frustum_angle_losses,
@@ -75,9 +73,9 @@ from reloc_ros.nets.camnet import (CamNetConfig, anchor_from_relative_t, build_c
 from reloc_ros.training import camnet_pairs as P
 from reloc_ros.training.camnet_export import (FUSION_FLOOR, ExportedCamNet, build_database, export_camnet,
                                               wrap_camnet)
+from reloc_ros.training.config import TrainConfig, TrainResult
 from reloc_ros.training.data import augment, split_time_blocks, to_network_input
-from reloc_ros.training.trainer import (CHECKPOINT_FORMAT, TrainConfig, TrainResult, _barrier, _load_data,
-                                        _save_checkpoint, start_run)
+from reloc_ros.training.loop import Run, mean_terms, progress_bar, rank_batches, take_step
 
 log = logging.getLogger(__name__)
 
@@ -126,143 +124,120 @@ def _evaluate(eager: ExportedCamNet, images: torch.Tensor, poses_n44: np.ndarray
             "pred_n44": pred}
 
 
-def train_camnet(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: str | Path,
-                 resume: bool = False, cache_dir: str | Path | None = None, device: str = "auto",
-                 progress: bool = True, onnx: bool = False) -> TrainResult:
-    """Train CamNet on the bags' posed frames and export the best epoch with its database to ``out``."""
-    from tqdm import tqdm
+class CamNetMethod:
+    """CamNet's three branches trained with eq. 1 on labelled pairs (see the module doc)."""
 
-    from reloc_ros.training.evaluate import mean_pose_baseline
+    @staticmethod
+    def check_options(cfg: TrainConfig, onnx: bool) -> None:
+        """Refuse the options CamNet does not have, before any work."""
+        if onnx:
+            raise ValueError("--onnx: CamNet exports to TorchScript only (its retrieval and fusion are not "
+                             "exported to ONNX); drop --onnx")
+        if cfg.loss != "beta" or cfg.beta is not None:
+            raise ValueError(f"--loss/--beta are APR options; CamNet trains with its own losses (eq. 1), got loss "
+                             f"'{cfg.loss}', beta {cfg.beta}")
 
-    if onnx:
-        raise ValueError("--onnx: CamNet exports to TorchScript only (its retrieval and fusion are not exported "
-                         "to ONNX); drop --onnx")
-    if cfg.loss != "beta" or cfg.beta is not None:
-        raise ValueError(f"--loss/--beta are APR options; CamNet trains with its own losses (eq. 1), got loss "
-                         f"'{cfg.loss}', beta {cfg.beta}")
-    run = start_run(bags, source, cfg, out, resume, device)
-    dev, d = run.dev, run.dist
-    ds = _load_data(bags, source, cfg, cache_dir, d, progress)
-    similarity = cfg.similarity
-    if similarity == "auto":
-        similarity = "frustum" if ds.depths is not None else "orb"
-    if similarity == "frustum" and (ds.depths is None or ds.intrinsics is None):
-        raise ValueError("similarity 'frustum' needs an aligned depth topic (--depth-topic) and CameraInfo; "
-                         "without depth use --similarity orb (or auto)")
-    train_idx, val_idx = split_time_blocks(len(ds), cfg.val_fraction)
-    poses = ds.poses_n44
-    images = torch.from_numpy(np.array(ds.images))  # a writable copy: the cache is a read-only memmap
-    train_poses = poses[train_idx]
-    baseline = mean_pose_baseline(train_poses, poses[val_idx])
+    def __init__(self, run: Run, ds: PoseDataset, cfg: TrainConfig, source: BagSource, progress: bool = True,
+                 **_: object) -> None:
+        from reloc_ros.evaluation import mean_pose_baseline
 
-    pools = P.build_pair_pools(
-        train_poses, ds.depths[train_idx] if similarity == "frustum" else None, ds.intrinsics,
-        ds.images[train_idx] if similarity == "orb" else None,
-        max_candidates=512 if similarity == "frustum" else 48, seed=cfg.seed, progress=progress and d.main)
-    eligible = pools.eligible()
-    if d.main:
-        log.info("CamNet pairs (%s): %s; %d of %d anchors have all three categories", similarity,
-                 pools.counts(), len(eligible), len(train_idx))
-    if len(eligible) < 2:
-        raise RelocError(f"only {len(eligible)} training frames have easy, moderate and hard partners "
-                         f"({pools.counts()}): the route needs more varied views (or more frames) for CamNet's "
-                         "triplet loss")
+        self.run, self.ds, self.cfg, self.source = run, ds, cfg, source
+        d = run.dist
+        similarity = cfg.similarity
+        if similarity == "auto":
+            similarity = "frustum" if ds.depths is not None else "orb"
+        if similarity == "frustum" and (ds.depths is None or ds.intrinsics is None):
+            raise ValueError("similarity 'frustum' needs an aligned depth topic (--depth-topic) and CameraInfo; "
+                             "without depth use --similarity orb (or auto)")
+        self.similarity = similarity
+        self.train_idx, self.val_idx = split_time_blocks(len(ds), cfg.val_fraction)
+        poses = ds.poses_n44
+        self.images = torch.from_numpy(np.array(ds.images))  # a writable copy: the cache is a read-only memmap
+        self.train_poses = poses[self.train_idx]
+        self.baseline = mean_pose_baseline(self.train_poses, poses[self.val_idx])
 
-    torch.manual_seed(cfg.seed)
-    model_cfg = CamNetConfig(backbone=cfg.backbone)
-    net = build_camnet(model_cfg, cfg.backbone_weights).to(dev)
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
-    start_epoch, history, best, best_state = 1, [], {"median_translation_m": math.inf}, None
-    if run.state is not None:
-        net.load_state_dict(run.state["model"])
-        opt.load_state_dict(run.state["optimizer"])
-        start_epoch, history, best = run.state["epoch"] + 1, run.state["history"], run.state["best"]
-        best_state = run.state["best_model"]
+        self.pools = P.build_pair_pools(
+            self.train_poses, ds.depths[self.train_idx] if similarity == "frustum" else None, ds.intrinsics,
+            ds.images[self.train_idx] if similarity == "orb" else None,
+            max_candidates=512 if similarity == "frustum" else 48, seed=cfg.seed, progress=progress and d.main)
+        self.eligible = self.pools.eligible()
         if d.main:
-            log.info("resuming %s after epoch %d of %d", run.ckpt_path, run.state["epoch"], cfg.epochs)
+            log.info("CamNet pairs (%s): %s; %d of %d anchors have all three categories", similarity,
+                     self.pools.counts(), len(self.eligible), len(self.train_idx))
+        if len(self.eligible) < 2:
+            raise RelocError(f"only {len(self.eligible)} training frames have easy, moderate and hard partners "
+                             f"({self.pools.counts()}): the route needs more varied views (or more frames) for "
+                             "CamNet's triplet loss")
 
-    t_db_np, q_db_np = train_poses[:, :3, 3], matrix_to_quat(train_poses[:, :3, :3])
-    t_train, q_train = _pose_tq(train_poses)
-    per_rank = len(eligible) // d.world
-    steps_per_epoch = max(1, math.ceil(per_rank / cfg.batch_size))
-    total_steps = steps_per_epoch * cfg.epochs
-    amp = dev.type == "cuda"
-    if d.main:
-        log.info("training camnet (%s, %dx%d) on %d frames (%d anchors), validating on %d; %s, world size %d",
-                 cfg.backbone, *cfg.input_size, len(train_idx), len(eligible), len(val_idx), dev, d.world)
-    epoch = start_epoch - 1
-    try:
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            rng = np.random.default_rng(cfg.seed * 1_000_003 + epoch)
-            perm = eligible[torch.randperm(len(eligible), generator=gen).numpy()][d.rank::d.world][:per_rank]
-            batches = [perm[i:i + cfg.batch_size] for i in range(0, per_rank, cfg.batch_size)]
-            batches = [b for b in batches if len(b) >= 2]
-            net.train()
-            sums: dict[str, float] = {}
-            bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
-                       disable=not (progress and d.main))
-            for k, anchors in enumerate(bar):
-                step = (epoch - 1) * steps_per_epoch + k
-                if cfg.optimizer == "sgd":
-                    for g in opt.param_groups:
-                        g["lr"] = _poly_lr(cfg.lr, step, total_steps)
-                loss, parts = _step(net, anchors, pools, rng, gen, images, train_idx, train_poses, t_train, q_train,
-                                    t_db_np, q_db_np, cfg, dev, amp)
-                if not torch.isfinite(loss):
-                    raise RelocError(f"loss became {loss.item()} at epoch {epoch}; lower the learning rate "
-                                     f"(now {cfg.lr})")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                _average_gradients(net, d.world)
-                opt.step()
-                for key, v in {"loss": loss, **parts}.items():
-                    sums[key] = sums.get(key, 0.0) + float(v.detach()) * len(anchors)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-            n_seen = sum(len(b) for b in batches)
-            row = {"epoch": epoch, **{key: v / max(n_seen, 1) for key, v in sums.items()}}
-            if d.main:
-                db = build_database(net, images[train_idx], train_poses, cfg.input_size, cfg.keyframe_distance, dev)
-                val = _evaluate(wrap_camnet(net, db, cfg.input_size, cfg.retrieval_k), images[val_idx],
-                                poses[val_idx])
-                row.update({key: v for key, v in val.items() if key != "pred_n44"})
-            row["seconds"] = time.perf_counter() - t0
-            history.append(row)
-            if d.main and row["median_translation_m"] < best["median_translation_m"]:
-                best = dict(row)
-                best_state = {key: v.detach().cpu().clone() for key, v in net.state_dict().items()}
-            if d.main:
-                log.info("epoch %d/%d loss %.4f (frustum %.3f angle %.3f triplet %.3f pfr %.3f prp %.3f) val %.3f m "
-                         "%.2f deg (%.1f s)", epoch, cfg.epochs, row["loss"], row["frustum"], row["angle"],
-                         row["triplet"], row["pfr"], row["prp"], row["median_translation_m"],
-                         row["median_rotation_deg"], row["seconds"])
-                _save_checkpoint(run.ckpt_path, {
-                    "format": "reloc_ros.checkpoint", "format_version": CHECKPOINT_FORMAT,
-                    "reloc_ros_version": __version__, "config": cfg.to_dict(), "data": run.data_id,
-                    "world_size": d.world, "model_args": model_cfg.to_dict(), "epoch": epoch,
-                    "model": net.state_dict(), "optimizer": opt.state_dict(), "history": history, "best": best,
-                    "best_model": best_state})
-            _barrier(d)
-    except KeyboardInterrupt:
+        torch.manual_seed(cfg.seed)
+        self.model_cfg = CamNetConfig(backbone=cfg.backbone)
+        self.model_args = self.model_cfg.to_dict()
+        self.net = build_camnet(self.model_cfg, cfg.backbone_weights).to(run.dev)
+        if cfg.optimizer == "sgd":
+            self.opt = torch.optim.SGD(self.net.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        else:
+            self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, betas=(0.9, 0.999),
+                                        weight_decay=cfg.weight_decay)
+        self.t_db_np, self.q_db_np = self.train_poses[:, :3, 3], matrix_to_quat(self.train_poses[:, :3, :3])
+        self.t_train, self.q_train = _pose_tq(self.train_poses)
+        self.steps_per_epoch = max(1, math.ceil(len(self.eligible) // d.world / cfg.batch_size))
         if d.main:
-            log.warning("interrupted during epoch %d; the checkpoint after epoch %d is at %s: continue with "
-                        "--resume", epoch, epoch - 1, run.ckpt_path)
-        raise
+            log.info("training camnet (%s, %dx%d) on %d frames (%d anchors), validating on %d; %s, world size %d",
+                     cfg.backbone, *cfg.input_size, len(self.train_idx), len(self.eligible), len(self.val_idx),
+                     run.dev, d.world)
 
-    result = TrainResult(run.out, run.ckpt_path, history, baseline=baseline)
-    if d.main:
-        net.load_state_dict(best_state)
-        _export(net, run.out, cfg, model_cfg, ds, source, train_idx, val_idx, similarity, pools, result, best, dev)
+    def train_epoch(self, epoch: int, gen: torch.Generator, show_progress: bool) -> dict[str, float]:
+        """One pass over this rank's share of the anchors, with the 'poly' schedule under SGD."""
+        cfg, dev, d = self.cfg, self.run.dev, self.run.dist
+        rng = np.random.default_rng(cfg.seed * 1_000_003 + epoch)
+        batches = [self.eligible[b.numpy()] for b in rank_batches(len(self.eligible), cfg.batch_size, gen, d)]
+        total_steps = self.steps_per_epoch * cfg.epochs
+        self.net.train()
+        sums: dict[str, float] = {}
+        bar = progress_bar(batches, f"epoch {epoch}/{cfg.epochs}", show_progress)
+        for k, anchors in enumerate(bar):
+            if cfg.optimizer == "sgd":
+                step = (epoch - 1) * self.steps_per_epoch + k
+                for g in self.opt.param_groups:
+                    g["lr"] = _poly_lr(cfg.lr, step, total_steps)
+            loss, parts = _step(self.net, anchors, self.pools, rng, gen, self.images, self.train_idx,
+                                self.train_poses, self.t_train, self.q_train, self.t_db_np, self.q_db_np, cfg, dev,
+                                dev.type == "cuda")
+            take_step(self.opt, loss, parts, sums, len(anchors),
+                      f"at epoch {epoch}; lower the learning rate (now {cfg.lr})",
+                      before_step=lambda: _average_gradients(self.net, d.world))
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        return mean_terms(sums, batches)
+
+    def validate(self) -> dict:
+        """Section 3.4 single-image inference on the validation frames, with a database of the training split."""
+        cfg = self.cfg
+        db = build_database(self.net, self.images[self.train_idx], self.train_poses, cfg.input_size,
+                            cfg.keyframe_distance, self.run.dev)
+        val = _evaluate(wrap_camnet(self.net, db, cfg.input_size, cfg.retrieval_k), self.images[self.val_idx],
+                        self.ds.poses_n44[self.val_idx])
+        return {k: v for k, v in val.items() if k != "pred_n44"}
+
+    def describe_epoch(self, row: dict) -> str:
+        """Return the five loss terms of eq. 1."""
+        return "(" + " ".join(f"{k} {row[k]:.3f}" for k in ("frustum", "angle", "triplet", "pfr", "prp")) + ")"
+
+    def state(self) -> dict:
+        """Return the optimiser's state."""
+        return {"optimizer": self.opt.state_dict()}
+
+    def restore(self, state: dict) -> None:
+        """Load the optimiser of a checkpoint."""
+        self.opt.load_state_dict(state["optimizer"])
+
+    def finish(self, best: dict, result: TrainResult) -> None:
+        """Export the best epoch with its database, fusion thresholds and calibration."""
+        _export(self.net, self.run.out, self.cfg, self.model_cfg, self.ds, self.source, self.train_idx,
+                self.val_idx, self.similarity, self.pools, result, best, self.run.dev)
         log.info("best epoch %d: val median %.3f m, %.2f deg with sequence hypotheses (mean-pose baseline %.3f m, "
                  "%.2f deg); wrote %s", best["epoch"], result.val_metrics["median_translation_m"],
-                 result.val_metrics["median_rotation_deg"], baseline["median_translation_m"],
-                 baseline["median_rotation_deg"], run.out)
-    _barrier(d)
-    return result
+                 result.val_metrics["median_rotation_deg"], self.baseline["median_translation_m"],
+                 self.baseline["median_rotation_deg"], self.run.out)
 
 
 def _average_gradients(net: torch.nn.Module, world: int) -> None:
@@ -326,7 +301,7 @@ def _export(net, out: Path, cfg: TrainConfig, model_cfg: CamNetConfig, ds, sourc
             dev: torch.device) -> None:
     """Database from the training split; consensus thresholds and covariance calibration from validation."""
     from reloc_ros.runtime import camnet_runtime as R
-    from reloc_ros.training.evaluate import accuracy_report
+    from reloc_ros.evaluation import accuracy_report
 
     images = torch.from_numpy(np.array(ds.images))  # a writable copy: the cache is a read-only memmap
     net_cpu = copy.deepcopy(net).cpu().eval()

@@ -31,8 +31,10 @@ with the steps that must match training exactly:
 Metadata (input size, preprocessing, normalisations, frames, training data,
 metrics, ...) travels inside the archive as ``reloc_ros/metadata.json``
 (``torch.jit.save(..., _extra_files=...)``), so the file alone configures the
-node. :func:`load_model` validates it; :func:`predict` is the small helper that
-tests, evaluation and the runtime use.
+node. The format itself (metadata keys, versions, reading, loading) is
+:mod:`reloc_ros.modelfile`, which the runtime reads without this module;
+:func:`predict` and :func:`mc_predict` are the small eager helpers that tests
+and the trainer use.
 
 Why TorchScript: it is the one format that plain ``torch`` loads on both CPU
 and CUDA with no Python source. PyTorch 2.13 marks ``torch.jit`` deprecated in
@@ -50,16 +52,11 @@ half-written or wrong model where the node would load it.
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import logging
-import os
-import warnings
-import zipfile
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, Tuple
+from typing import Any, Mapping, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -68,29 +65,12 @@ from torch import nn, Tensor
 from reloc_ros import __version__
 from reloc_ros.errors import RelocError
 from reloc_ros.io_utils import atomic_path
+from reloc_ros.modelfile import (FORMAT, FORMAT_VERSION, INPUT_DESCRIPTION, METADATA_FILE, OUTPUTS_DESCRIPTION,
+                                 check_input_size, check_target, metadata_json, quiet_torch_deprecations)
 from reloc_ros.nets.backbones import IMAGENET_MEAN, IMAGENET_STD
 from reloc_ros.preprocess import MODES
 
 logger = logging.getLogger(__name__)
-
-FORMAT = "reloc_ros.model"
-FORMAT_VERSION = 1
-"""Newest model format version this reloc_ros writes and reads."""
-METADATA_FILE = "reloc_ros/metadata.json"
-"""Name of the metadata entry: ``_extra_files`` key (TorchScript) and ``metadata_props`` key (ONNX)."""
-
-REQUIRED_KEYS: tuple[str, ...] = (
-    "format", "format_version", "reloc_ros_version", "model_kind", "model", "input_size", "preprocessing",
-    "image_normalisation", "pose_normalisation", "frames", "training_data", "metrics", "outputs", "created")
-"""Metadata keys every version-1 model file carries."""
-
-OUTPUTS_DESCRIPTION = {
-    "t_b3": "camera position (x, y, z) in frames.map_frame, metres: the translation of T_map_camera",
-    "q_b4": "camera orientation (x, y, z, w) in frames.map_frame, unit length, w >= 0: the rotation of T_map_camera",
-}
-INPUT_DESCRIPTION = {
-    "images": "(B, 3, H, W) RGB, uint8 or float in [0, 255], preprocessed to input_size [W, H]",
-}
 
 _QUAT_EPS = 1e-12
 _ONNX_HINT = "pip install onnx onnxruntime"
@@ -113,7 +93,7 @@ class ExportedPoseModel(nn.Module):
     def __init__(self, net: nn.Module, pos_mean: Any, pos_scale: Any, input_size: Sequence[int],
                  img_mean: Sequence[float] = IMAGENET_MEAN, img_std: Sequence[float] = IMAGENET_STD) -> None:
         super().__init__()
-        w, h = _check_input_size(input_size)
+        w, h = check_input_size(input_size)
         self.net = net
         self.input_width = w
         self.input_height = h
@@ -234,22 +214,11 @@ def supports_mc_dropout(net: nn.Module) -> bool:
 
 def wrap_for_export(net: nn.Module, pos_mean: Any, pos_scale: Any, input_size: Sequence[int]) -> ExportedPoseModel:
     """Return a frozen CPU copy of ``net`` wrapped for export: with MC dropout where the net supports it."""
-    net = _frozen_cpu_copy(net)
+    net = frozen_cpu_copy(net)
     if supports_mc_dropout(net):
         return ExportedMCPoseModel(_Trunk(net), PoseHead(net.fc_t, net.fc_q), net.dropout.p, pos_mean, pos_scale,
                                    input_size).eval()
     return ExportedPoseModel(net, pos_mean, pos_scale, input_size).eval()
-
-
-def _check_input_size(input_size: Sequence[int]) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in input_size)
-        ok = (w, h) == tuple(input_size) and w > 0 and h > 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"input_size must be two positive integers (width, height), got {input_size!r}")
-    return w, h
 
 
 def _as_vector3(value: Any, what: str) -> Tensor:
@@ -271,43 +240,6 @@ def _as_vector3(value: Any, what: str) -> Tensor:
 # TorchScript export
 # --------------------------------------------------------------------------
 
-@contextmanager
-def _quiet_torch_deprecations() -> Iterator[None]:
-    """Silence torch 2.13's deprecation notices for the TorchScript / legacy ONNX calls made here."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit.*deprecated")
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*legacy TorchScript-based ONNX")
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*feature will be removed")
-        warnings.filterwarnings("ignore", category=UserWarning, message=r".*no signature found for")
-        yield
-
-
-def _check_target(path: Path) -> None:
-    """Raise ``ValueError`` now, before any work, if ``path`` cannot be written."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ValueError(f"cannot write model '{path}': it is a directory; give a file name such as '{path}/model.pt'")
-    if not parent.is_dir():
-        raise ValueError(f"cannot write model '{path}': directory '{parent}' does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"cannot write model '{path}': directory '{parent}' is not writable")
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.generic, np.ndarray, Tensor)):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} {obj!r} is not JSON-serialisable")
-
-
-def _dumps(metadata: Mapping[str, Any]) -> str:
-    try:
-        return json.dumps(metadata, indent=2, sort_keys=True, default=_json_default)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"model metadata must be JSON-serialisable: {e}") from e
-
-
 def _f32_list(values: Tensor) -> list[float]:
     """Return float32 values as the shortest decimals that round-trip (0.485, not 0.48500001430511475)."""
     return [float(str(v)) for v in values.detach().cpu().flatten().numpy().astype(np.float32)]
@@ -328,7 +260,7 @@ def build_metadata(metadata: Mapping[str, Any], wrapper: ExportedPoseModel,
         raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}")
     meta = dict(metadata)
     size = [wrapper.input_width, wrapper.input_height]
-    if "input_size" in meta and list(_check_input_size(meta["input_size"])) != size:
+    if "input_size" in meta and list(check_input_size(meta["input_size"])) != size:
         raise ValueError(f"metadata input_size {meta['input_size']!r} differs from the export input_size {size}")
     model = meta.get("model")
     if not isinstance(model, str) or not model:
@@ -372,10 +304,10 @@ def build_metadata(metadata: Mapping[str, Any], wrapper: ExportedPoseModel,
                               "note": "module.sample(images, keep_nd) returns MC-dropout samples; keep_nd is "
                                       "(N, feature_dim) of 0/1 drawn with keep probability 1 - dropout"}
     meta.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    return json.loads(_dumps(meta))
+    return json.loads(metadata_json(meta))
 
 
-def _frozen_cpu_copy(net: nn.Module) -> nn.Module:
+def frozen_cpu_copy(net: nn.Module) -> nn.Module:
     """Return a CPU copy of ``net`` in eval mode without gradients; the trainer's net is not touched."""
     net = copy.deepcopy(net).to("cpu").eval()
     for p in net.parameters():
@@ -383,7 +315,8 @@ def _frozen_cpu_copy(net: nn.Module) -> nn.Module:
     return net
 
 
-def _random_images(batch: int, h: int, w: int, seed: int) -> Tensor:
+def random_images(batch: int, h: int, w: int, seed: int) -> Tensor:
+    """Return ``batch`` seeded random uint8 images ``(batch, 3, h, w)``: the inputs export checks run on."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (batch, 3, h, w), generator=gen, dtype=torch.uint8)
 
@@ -409,10 +342,10 @@ def compile_wrapper(wrapper: ExportedPoseModel, seed: int = 0) -> torch.jit.Scri
     h, w = wrapper.input_height, wrapper.input_width
     mc = isinstance(wrapper, ExportedMCPoseModel)
     with torch.no_grad():
-        x = (_random_images(2, h, w, seed).float() / 255.0 - wrapper.img_mean) / wrapper.img_std
+        x = (random_images(2, h, w, seed).float() / 255.0 - wrapper.img_mean) / wrapper.img_std
         _check_net_outputs(wrapper.head(wrapper.net(x)) if mc else wrapper.net(x), 2)
         try:
-            with _quiet_torch_deprecations():
+            with quiet_torch_deprecations():
                 traced = torch.jit.trace(wrapper.net, (x,), check_trace=False)
         except Exception as e:  # tracing fails in many ways; all mean "this net cannot be exported"
             raise RelocError(f"tracing the network for export failed: {e}") from e
@@ -421,7 +354,7 @@ def compile_wrapper(wrapper: ExportedPoseModel, seed: int = 0) -> torch.jit.Scri
         inner: ExportedPoseModel = ExportedMCPoseModel(traced, wrapper.head, wrapper.dropout, *common)
     else:
         inner = ExportedPoseModel(traced, *common)
-    with _quiet_torch_deprecations():
+    with quiet_torch_deprecations():
         return torch.jit.script(inner.eval())
 
 
@@ -431,7 +364,7 @@ def keep_masks(samples: int, feature_dim: int, dropout: float, seed: int = 0) ->
     return (torch.rand(samples, feature_dim, generator=gen) >= dropout).float()
 
 
-def _pose_diffs(ref: Tuple[Tensor, Tensor], got: Tuple[Tensor, Tensor]) -> tuple[float, float]:
+def pose_diffs(ref: Tuple[Tensor, Tensor], got: Tuple[Tensor, Tensor]) -> tuple[float, float]:
     """Return (max |dt|, max |dq|), with q and -q counted as equal.
 
     Up to sign because a quaternion with w ~ 0 (a camera turned ~180 deg) may
@@ -452,9 +385,9 @@ def _verify(eager: ExportedPoseModel, module: nn.Module, what: str, seed: int, r
     worst = 0.0
     with torch.no_grad():
         for k, batch in enumerate((1, 3)):
-            images = _random_images(batch, h, w, seed + 1 + k)
+            images = random_images(batch, h, w, seed + 1 + k)
             ref = eager(images)
-            dt, dq = _pose_diffs(ref, module(images))
+            dt, dq = pose_diffs(ref, module(images))
             t_tol = atol + rtol * float(ref[0].abs().max())
             if not (dt <= t_tol and dq <= atol + rtol):
                 raise RelocError(f"{what} differs from the eager model on random images (batch {batch}): "
@@ -463,12 +396,12 @@ def _verify(eager: ExportedPoseModel, module: nn.Module, what: str, seed: int, r
                                  f"data-dependent Python control flow that tracing cannot record")
             worst = max(worst, dt, dq)
         if isinstance(eager, ExportedMCPoseModel):
-            images = _random_images(2, h, w, seed + 5)
+            images = random_images(2, h, w, seed + 5)
             keep = keep_masks(4, eager.feature_dim, eager.dropout, seed)
             ref = eager.sample(images, keep)
             got = module.sample(images, keep)
-            dt, dq = _pose_diffs((ref[2].reshape(-1, 3), ref[3].reshape(-1, 4)),
-                                 (got[2].reshape(-1, 3), got[3].reshape(-1, 4)))
+            dt, dq = pose_diffs((ref[2].reshape(-1, 3), ref[3].reshape(-1, 4)),
+                                (got[2].reshape(-1, 3), got[3].reshape(-1, 4)))
             if not (dt <= atol + rtol * float(ref[2].abs().max()) and dq <= atol + rtol):
                 raise RelocError(f"{what} differs from the eager model in its MC-dropout samples: "
                                  f"max |dt| {dt:.3g}, max |dq| {dq:.3g}")
@@ -493,13 +426,13 @@ def export_torchscript(net: nn.Module, path: str | Path, metadata: Mapping[str, 
     exported faithfully.
     """
     path = Path(path)
-    _check_target(path)
+    check_target(path)
     eager = wrap_for_export(net, pos_mean, pos_scale, input_size)
     meta = build_metadata(metadata, eager, pos_scale)
     scripted = compile_wrapper(eager, seed)
     with atomic_path(path) as tmp:
-        with _quiet_torch_deprecations():
-            torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: _dumps(meta)})
+        with quiet_torch_deprecations():
+            torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: metadata_json(meta)})
             reloaded = torch.jit.load(str(tmp), map_location="cpu")
         diff = _verify(eager, reloaded.eval(), "the saved TorchScript model", seed, rtol, atol)
     logger.info("exported %s model '%s' to %s (%.1f MB; max |saved - eager| %.2g)",
@@ -508,123 +441,11 @@ def export_torchscript(net: nn.Module, path: str | Path, metadata: Mapping[str, 
 
 
 # --------------------------------------------------------------------------
-# Loading and inference
+# Inference on a loaded module
 # --------------------------------------------------------------------------
 
-def _not_a_model(path: Path, why: str) -> RelocError:
-    return RelocError(f"'{path}' is not a reloc_ros model file ({why})")
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Return the validated metadata of the model file ``path`` without loading the network.
-
-    Raises :class:`RelocError` ("... is not a reloc_ros model file (...)") for
-    anything that is not a reloc_ros model, a newer ``format_version`` than this
-    reloc_ros reads, or missing keys; ``ValueError`` if ``path`` does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"model file '{path}' does not exist" + (" (it is a directory)" if path.is_dir() else ""))
-    # Read the archive directly: a future format may not even load in this torch, and the
-    # version check must come first to say so.
-    if not zipfile.is_zipfile(path):
-        raise _not_a_model(path, "not a zip archive: truncated, corrupt or another format")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            meta_names = [n for n in names if n.split("/", 1)[-1] == f"extra/{METADATA_FILE}"]
-            if not meta_names:
-                if not any(n.split("/", 1)[-1] == "constants.pkl" for n in names):
-                    kind = ("a torch.save file (state_dict or checkpoint), not an exported model"
-                            if any(n.endswith("data.pkl") for n in names) else "a zip archive that is not TorchScript")
-                else:
-                    kind = "TorchScript without reloc_ros metadata"
-                raise _not_a_model(path, kind)
-            text = zf.read(meta_names[0]).decode("utf-8")
-    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, EOFError) as e:
-        raise _not_a_model(path, f"unreadable archive: {e}") from e
-    return validate_metadata(text, path)
-
-
-def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
-    """Return the validated metadata of an ONNX model written by :func:`export_onnx` (needs ``onnx``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"model file '{path}' does not exist" + (" (it is a directory)" if path.is_dir() else ""))
-    onnx, _ = _import_onnx()
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf raises DecodeError and friends for anything that is not ONNX
-        raise _not_a_model(path, f"ONNX cannot read it: {e}") from e
-    props = {p.key: p.value for p in model.metadata_props}
-    if METADATA_FILE not in props:
-        raise _not_a_model(path, "ONNX without reloc_ros metadata")
-    return validate_metadata(props[METADATA_FILE], path)
-
-
-def validate_metadata(text: str, path: str | Path) -> dict[str, Any]:
-    """Parse and validate the metadata JSON of the model file ``path`` (format, version, required keys)."""
-    path = Path(path)
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise _not_a_model(path, f"{METADATA_FILE} is not valid JSON: {e}") from e
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise _not_a_model(path, f"metadata format is {got!r}, expected '{FORMAT}'")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise RelocError(f"model file '{path}' has an invalid format_version {version!r}")
-    if version > FORMAT_VERSION:
-        raise RelocError(f"model file '{path}' has format_version {version} (written by reloc_ros "
-                         f"{meta.get('reloc_ros_version', '?')}); this reloc_ros {__version__} reads format_version "
-                         f"<= {FORMAT_VERSION}: upgrade reloc_ros")
-    missing = [k for k in REQUIRED_KEYS if k not in meta]
-    if missing:
-        raise RelocError(f"model file '{path}' (format_version {version}) lacks metadata keys: {', '.join(missing)}")
-    try:
-        _check_input_size(meta["input_size"])
-    except ValueError as e:
-        raise RelocError(f"model file '{path}' has invalid metadata input_size: {e}") from e
-    if meta["preprocessing"] not in MODES:
-        raise RelocError(f"model file '{path}' has unknown preprocessing {meta['preprocessing']!r} "
-                         f"(known: {', '.join(MODES)})")
-    return meta
-
-
-def pick_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
-    """Resolve 'auto' (CUDA if available, else CPU), 'cpu' or 'cuda[:N]', with clear errors."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"invalid device {device!r}; use auto, cpu, cuda or cuda:N") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' requested but CUDA is not available; use auto or cpu")
-    return dev
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
-    """Load an exported model; return ``(module in eval mode on device, metadata)``.
-
-    Metadata is validated first (:func:`read_metadata`); failures raise
-    :class:`RelocError`. The module is ``module(images_b3hw) -> (t_b3, q_b4)``;
-    :func:`predict` feeds it ``(B, H, W, 3)`` images.
-    """
-    path = Path(path)
-    dev = pick_device(device)
-    meta = read_metadata(path)
-    try:
-        with _quiet_torch_deprecations():
-            module = torch.jit.load(str(path), map_location=dev)
-    except Exception as e:  # torch raises RuntimeError, ValueError, pickle errors ... for damaged archives
-        raise _not_a_model(path, f"TorchScript cannot load it: {e}; saved with torch "
-                                 f"{meta.get('torch_version', '?')}, this is torch {torch.__version__}") from e
-    return module.eval(), meta
-
-
-def _module_device(module: nn.Module) -> torch.device:
+def module_device(module: nn.Module) -> torch.device:
+    """Return the device of ``module``'s first buffer (CPU when it has none)."""
     for b in module.buffers():
         return b.device
     return torch.device("cpu")
@@ -640,7 +461,7 @@ def predict(module: nn.Module, metadata: Mapping[str, Any], images_bhw3: np.ndar
     (:func:`reloc_ros.preprocess.preprocess_image`); other shapes raise
     ``ValueError`` naming the expected one.
     """
-    x = _as_input(metadata, images_bhw3, _module_device(module))
+    x = _as_input(metadata, images_bhw3, module_device(module))
     with torch.no_grad():
         t_b3, q_b4 = module(x)
     return _to_numpy(t_b3), _unit(_to_numpy(q_b4))
@@ -654,12 +475,12 @@ def mc_predict(module: nn.Module, metadata: Mapping[str, Any], images_bhw3: np.n
     with ``seed``, so the result is reproducible. ``ValueError`` if the model
     has no MC-dropout entry point (``metadata['mc_dropout']`` absent).
     """
-    if "mc_dropout" not in metadata or not _has_sample(module):
+    if "mc_dropout" not in metadata or not has_sample(module):
         raise ValueError(f"model '{metadata.get('model')}' has no MC-dropout samples (exported without dropout "
                          "or by an older reloc_ros); re-export it to get an uncertainty")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"samples must be an integer >= 2, got {samples!r}")
-    x = _as_input(metadata, images_bhw3, _module_device(module))
+    x = _as_input(metadata, images_bhw3, module_device(module))
     keep = keep_masks(samples, int(metadata["mc_dropout"]["feature_dim"]), float(metadata["mc_dropout"]["dropout"]),
                       seed)
     with torch.no_grad():
@@ -694,145 +515,6 @@ def _unit(q: np.ndarray) -> np.ndarray:
     return q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), _QUAT_EPS)
 
 
-# --------------------------------------------------------------------------
-# Optional ONNX export
-# --------------------------------------------------------------------------
-
-def _import_onnx(runtime_only: bool = False) -> tuple[Any, Any]:
-    try:
-        import onnxruntime
-        onnx = None if runtime_only else importlib.import_module("onnx")
-    except ImportError as e:
-        raise RelocError(f"ONNX export and checking need the onnx and onnxruntime packages ({e}): "
-                         f"{_ONNX_HINT}") from e
-    return onnx, onnxruntime
-
-
-def export_onnx(source: str | Path | ExportedPoseModel | torch.jit.ScriptModule, onnx_path: str | Path,
-                metadata: Mapping[str, Any] | None = None, *, opset: int = 17, verify: bool = True,
-                seed: int = 0, atol: float = 1e-4) -> Path:
-    """Export the same wrapper to ONNX (uint8 input, dynamic batch); return ``onnx_path``.
-
-    ``source`` is an exported TorchScript file (its metadata is used unless
-    ``metadata`` is given), a loaded/scripted wrapper, or an eager
-    :class:`ExportedPoseModel` (both need ``metadata``). The ONNX model takes
-    ``images`` uint8 ``(batch, 3, H, W)`` and returns ``t_b3`` and ``q_b4``; the
-    metadata JSON is stored in ``metadata_props`` under ``reloc_ros/metadata.json``.
-    With ``verify`` the written file is compared with the TorchScript module
-    by :func:`check_onnx` before it replaces ``onnx_path``. Needs
-    ``pip install onnx onnxruntime`` (``RelocError`` otherwise).
-    """
-    onnx, _ = _import_onnx()
-    if opset < 17:
-        raise ValueError(f"opset must be >= 17, got {opset}")
-    onnx_path = Path(onnx_path)
-    _check_target(onnx_path)
-    if isinstance(source, (str, Path)):
-        module, file_meta = load_model(source, "cpu")
-        metadata = file_meta if metadata is None else metadata
-    elif isinstance(source, torch.jit.ScriptModule):
-        module = source if _module_device(source).type == "cpu" else copy.deepcopy(source).cpu()
-    elif isinstance(source, ExportedPoseModel):
-        module = compile_wrapper(copy.deepcopy(source).cpu().eval(), seed)
-    else:
-        raise ValueError(f"source must be a model file path, a TorchScript module or an ExportedPoseModel, "
-                         f"got {type(source).__name__}")
-    if metadata is None:
-        raise ValueError("metadata is required when exporting a module (only a model file carries its own)")
-    if metadata.get("model_kind") == "camnet":
-        raise ValueError("CamNet models export to TorchScript only: their retrieval, database and hypothesis "
-                         "fusion are not exported to ONNX")
-    try:
-        w, h = int(module.input_width), int(module.input_height)
-    except AttributeError as e:
-        raise ValueError("source is not a reloc_ros pose model (no input_width/input_height)") from e
-    if list(metadata.get("input_size", [w, h])) != [w, h]:
-        raise ValueError(f"metadata input_size {metadata.get('input_size')!r} differs from the module's [{w}, {h}]")
-    meta_text = _dumps(metadata)
-    module = module.eval()
-    with atomic_path(onnx_path) as tmp:
-        with _quiet_torch_deprecations(), torch.no_grad():
-            # dynamo=False: the TorchScript-based exporter takes our scripted module as it is and needs
-            # no onnxscript; H and W are fixed, so ONNX Runtime itself rejects wrongly sized inputs.
-            images = torch.zeros(1, 3, h, w, dtype=torch.uint8)
-            if _has_sample(module):
-                # The MC-dropout entry point: keep masks are an input (ONNX has no seeded random ops).
-                keep = torch.ones(2, int(module.feature_dim))
-                torch.onnx.export(torch.jit.script(_OnnxSample(module)), (images, keep), str(tmp), dynamo=False,
-                                  opset_version=opset, input_names=["images", "keep"], output_names=ONNX_MC_OUTPUTS,
-                                  dynamic_axes={"images": {0: "batch"}, "keep": {0: "samples"},
-                                                "t_b3": {0: "batch"}, "q_b4": {0: "batch"},
-                                                "t_bn3": {0: "batch", 1: "samples"},
-                                                "q_bn4": {0: "batch", 1: "samples"}})
-            else:
-                torch.onnx.export(module, (images,), str(tmp), dynamo=False,
-                                  opset_version=opset, input_names=["images"], output_names=["t_b3", "q_b4"],
-                                  dynamic_axes={"images": {0: "batch"}, "t_b3": {0: "batch"},
-                                                "q_b4": {0: "batch"}})
-        model = onnx.load(str(tmp))
-        entry = model.metadata_props.add()
-        entry.key, entry.value = METADATA_FILE, meta_text
-        onnx.checker.check_model(model)
-        onnx.save(model, str(tmp))
-        if verify:
-            diff = check_onnx(tmp, module, _random_images(3, h, w, seed + 7), atol=atol)
-            logger.info("exported ONNX model to %s (opset %d; max |onnx - torchscript| %.2g)", onnx_path, opset, diff)
-    return onnx_path
-
-
-ONNX_MC_OUTPUTS = ["t_b3", "q_b4", "t_bn3", "q_bn4"]
-"""Outputs of an ONNX model exported from an MC-dropout model (inputs: ``images``, ``keep``)."""
-
-
-def _has_sample(module: nn.Module) -> bool:
+def has_sample(module: nn.Module) -> bool:
+    """Whether ``module`` has the MC-dropout entry point ``sample(images, keep)``."""
     return callable(getattr(module, "sample", None))
-
-
-class _OnnxSample(nn.Module):
-    """Expose ``module.sample(images, keep)`` as ``forward`` for the ONNX exporter."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-
-    def forward(self, images: Tensor, keep: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        return self.module.sample(images, keep)
-
-
-def check_onnx(onnx_path: str | Path, ts_module: nn.Module, images_b3hw: np.ndarray | Tensor,
-               atol: float = 1e-4) -> float:
-    """Run ONNX Runtime and ``ts_module`` on uint8 images ``(B, 3, H, W)``; return the max abs difference.
-
-    Quaternions are compared up to sign. Raises :class:`RelocError` when the
-    difference exceeds ``atol`` (or onnxruntime is missing).
-    """
-    _, ort = _import_onnx(runtime_only=True)
-    images = images_b3hw.detach().cpu().numpy() if isinstance(images_b3hw, Tensor) else np.asarray(images_b3hw)
-    if images.dtype != np.uint8 or images.ndim != 4:
-        raise ValueError(f"check_onnx takes uint8 images (B, 3, H, W) like the ONNX input, "
-                         f"got {images.dtype} {images.shape}")
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    if "keep" in [i.name for i in session.get_inputs()]:
-        keep = keep_masks(5, int(ts_module.feature_dim), float(ts_module.dropout), seed=1)
-        outs = session.run(ONNX_MC_OUTPUTS, {"images": images, "keep": keep.numpy()})
-        with torch.no_grad():
-            t, q, ts, qs = ts_module.sample(x, keep)
-        ref = (torch.cat([t, ts.reshape(-1, 3)]), torch.cat([q, qs.reshape(-1, 4)]))
-        got = (np.concatenate([outs[0], outs[2].reshape(-1, 3)]), np.concatenate([outs[1], outs[3].reshape(-1, 4)]))
-    else:
-        with torch.no_grad():
-            ref = ts_module(x)
-        got = tuple(session.run(["t_b3", "q_b4"], {"images": images}))
-    dt, dq = _pose_diffs(ref, (torch.from_numpy(got[0]), torch.from_numpy(got[1])))
-    diff = max(dt, dq)
-    logger.info("ONNX vs TorchScript on %d images: max |dt| %.3g m, max |dq| %.3g", images.shape[0], dt, dq)
-    if not diff <= atol:
-        raise RelocError(f"ONNX model '{onnx_path}' differs from TorchScript: max |dt| {dt:.3g}, "
-                         f"max |dq| {dq:.3g} > tolerance {atol:.3g}")
-    return diff
-
-
-def read_model_metadata(path: str | Path) -> dict[str, Any]:
-    """Return the validated metadata of a TorchScript (``.pt``) or ONNX (``.onnx``) model file."""
-    return read_onnx_metadata(path) if Path(path).suffix.lower() == ".onnx" else read_metadata(path)

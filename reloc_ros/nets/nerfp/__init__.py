@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""NeRF-P: a compact NeRF of a mapped scene with PMNet's pose branch (PoseMap, seed 003, section 3.2).
+"""NeRF-P: a compact NeRF of a mapped scene with PMNet's pose branch (PoseMap, Lin et al., section 3.2).
 
 What it is
 ----------
