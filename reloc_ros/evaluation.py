@@ -233,6 +233,8 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
                          f"   median sigma {g['median_sigma']:.3g} {unit}")
     if report.get("no_estimate"):
         lines.append(f"  no estimate (non-finite model output): {report['no_estimate']} frames")
+    for reason, n in (report.get("frame_errors") or {}).items():
+        lines.append(f"  skipped, {reason}: {n} frames")
     if isinstance(report.get("status"), dict):
         lines += format_status(report["status"])
     return "\n".join(lines)
@@ -318,13 +320,20 @@ def evaluate_model_on_bags(model_path: str | Path, bags: Sequence[str | Path], s
     frames; its ``status`` entry (:func:`status_report`) has the figures per
     status, of the learned poses alone, and the share of verified poses that
     are far off. Frames whose output is not finite are counted in
-    ``no_estimate``.
+    ``no_estimate``; a frame whose estimate or verification raised costs that
+    frame only, as in ``reloc-ros replay``: it is logged (with its traceback
+    when it is not a data problem) and counted by kind in ``frame_errors``
+    (present only when there were some).
     """
-    from reloc_ros.runtime.engine import Estimate, NoEstimate, Relocalizer
+    from reloc_ros.runtime.engine import Estimate, NoEstimate, Relocalizer, check_count
+    from reloc_ros.runtime.pipeline import FrameErrors
+    from reloc_ros.runtime.verify import CameraMismatch
 
+    batch = check_count(batch, "batch", 1)
     reloc = Relocalizer(model_path, device=device, backend=backend, warmup=1, verify=verify)
     meta = reloc.metadata
     estimates: list = []
+    errors = FrameErrors(logger)
     if reloc.verifying:
         from reloc_ros.data.bag import bag_source_from_metadata, read_bag_dataset
 
@@ -335,18 +344,29 @@ def evaluate_model_on_bags(model_path: str | Path, bags: Sequence[str | Path], s
                 estimates.append(reloc.relocalize(ds.image(i), int(ds.stamps_ns[i]), intrinsics=ds.intrinsics))
             except NoEstimate as e:
                 estimates.append(e)
+            except CameraMismatch:  # every frame would fail the same way: the error says it once
+                raise
+            except Exception as e:  # noqa: BLE001 - one frame's failure costs that frame only; logged, counted
+                estimates.append(errors.record(e, int(ds.stamps_ns[i])))
     else:
         ds = read_model_dataset(meta, bags, source, progress)
         for i in range(0, len(ds), batch):
-            estimates += reloc.relocalize_preprocessed(np.asarray(ds.images[i:i + batch]),
-                                                       ds.stamps_ns[i:i + batch])
+            stamps = ds.stamps_ns[i:i + batch]
+            try:
+                estimates += reloc.relocalize_preprocessed(np.asarray(ds.images[i:i + batch]), stamps)
+            except Exception as e:  # noqa: BLE001 - as above, for every frame of the batch
+                estimates += [errors.record(e, int(s)) for s in stamps]
+    errors.log_summary()
     ok = np.array([isinstance(e, Estimate) for e in estimates], dtype=bool)
+    no_estimate = int(sum(isinstance(e, NoEstimate) for e in estimates))
+    if errors.counts:
+        extra = {**extra, "frame_errors": dict(errors.counts)}
     if not ok.any():
-        raise RelocError(f"the model gave no finite pose for any of the {len(ds)} frames of {ds.source}")
+        why = f"; {sum(errors.counts.values())} failed with an error (see the log)" if errors.counts else ""
+        raise RelocError(f"the model gave no finite pose for any of the {len(ds)} frames of {ds.source}{why}")
     good = [e for e in estimates if isinstance(e, Estimate)]
     status = status_report(good, ds.poses_n44[ok])
     pub = np.flatnonzero(ok)[[e.publishable for e in good]]
-    no_estimate = int((~ok).sum())
     if len(pub) == 0:
         report = {"frames": 0, "model": str(reloc.model_path), "model_name": meta.get("model"), "data": ds.source,
                   "no_estimate": no_estimate, "status": status, **extra}

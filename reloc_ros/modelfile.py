@@ -36,7 +36,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 import importlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence, TYPE_CHECKING
 import warnings
@@ -47,7 +46,6 @@ import numpy as np
 from reloc_ros import __version__
 from reloc_ros.errors import RelocError
 from reloc_ros.preprocess import MODES
-
 
 if TYPE_CHECKING:
     import torch
@@ -101,17 +99,6 @@ def quiet_torch_deprecations() -> Iterator[None]:
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*feature will be removed")
         warnings.filterwarnings("ignore", category=UserWarning, message=r".*no signature found for")
         yield
-
-
-def check_target(path: Path) -> None:
-    """Raise ``ValueError`` now, before any work, if ``path`` cannot be written."""
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ValueError(f"cannot write model '{path}': it is a directory; give a file name such as '{path}/model.pt'")
-    if not parent.is_dir():
-        raise ValueError(f"cannot write model '{path}': directory '{parent}' does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"cannot write model '{path}': directory '{parent}' is not writable")
 
 
 def _json_default(obj: Any) -> Any:

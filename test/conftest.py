@@ -59,6 +59,28 @@ def write_rosbag2(path: Path, typestore, messages: list[tuple[str, str, int, obj
     return path
 
 
+def set_metadata_message_count(bag: Path, topic: str, count: int) -> None:
+    """Make a rosbag2's metadata.yaml claim ``count`` messages on ``topic`` (as an edited or cut bag may)."""
+    import yaml
+
+    meta_path = bag / "metadata.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+    for entry in meta["rosbag2_bagfile_information"]["topics_with_message_count"]:
+        if entry["topic_metadata"]["name"] == topic:
+            entry["message_count"] = count
+    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False))
+
+
+def write_empty_rosbag2(path: Path, typestore, topics: list[tuple[str, str]]) -> Path:
+    """Write a rosbag2 with the given (topic, msgtype) connections and no message at all."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as w:
+        for topic, msgtype in topics:
+            w.add_connection(topic, msgtype, typestore=typestore)
+    return path
+
+
 def robot_messages(types, n_images: int = 20, size=(32, 24), first_image_s: float = 0.05,
                    image_period_s: float = 0.1, tf_period_s: float = 0.04, tf_end_s: float | None = None,
                    image_topic: str = "/camera/image_raw", encoding: str = "rgb8"):
@@ -156,7 +178,7 @@ def trainer_metadata(**overrides):
 
 
 def export(net, path, **kw):
-    args = dict(metadata=trainer_metadata(), pos_mean=POS_MEAN, pos_scale=POS_SCALE, input_size=(W, H))
+    args = {"metadata": trainer_metadata(), "pos_mean": POS_MEAN, "pos_scale": POS_SCALE, "input_size": (W, H)}
     args.update(kw)
     return E.export_torchscript(net, path, **args)
 

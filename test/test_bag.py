@@ -21,9 +21,11 @@ import pytest
 from conftest import S, robot_messages, write_rosbag2, yaw
 
 from reloc_ros import conversions as c
+from reloc_ros.conversions import images as ci
 from reloc_ros.data import bag as bagmod
 from reloc_ros.data.bag import BagSource, read_bag_dataset
-from reloc_ros.data.types import SKIP_DUPLICATE_STAMP, SKIP_NO_TF_YET, SKIP_UNDECODABLE
+from reloc_ros.data.types import (BAD_TF_SAMPLE, SKIP_BAD_TF, SKIP_DUPLICATE_STAMP, SKIP_NO_TF_YET, SKIP_UNDECODABLE,
+                                  with_detail)
 from reloc_ros.errors import RelocError
 from reloc_ros.geometry import make_pose, rotation_error_deg, translation_error
 
@@ -148,7 +150,7 @@ def test_duplicate_and_undecodable_frames_are_counted(tmp_path, typestore):
     msgs.append(("/camera/image_raw", "sensor_msgs/msg/Image", images[4][2] + 2, bad))
     ds = read_bag_dataset(write_rosbag2(tmp_path / "b", typestore, sorted(msgs, key=lambda m: m[2])))
     assert ds.skipped.counts[SKIP_DUPLICATE_STAMP] == 1
-    assert ds.skipped.counts[SKIP_UNDECODABLE] == 1
+    assert ds.skipped.counts[with_detail(SKIP_UNDECODABLE, ci.DATA_LENGTH)] == 1
     assert len(ds) == 5
     assert_poses_match(ds, truth)
 
@@ -291,15 +293,19 @@ def test_extract_cli_reports_bad_topic_without_traceback(robot_bag, tmp_path, ca
     assert not (tmp_path / "o.tum").exists()
 
 
-def test_nan_quaternion_in_tf_is_an_error_not_a_pose(tmp_path, typestore):
-    msgs, _ = robot_messages(typestore.types, n_images=3)
+def test_nan_quaternion_in_tf_is_skipped_and_counted_not_a_pose(tmp_path, typestore):
+    msgs, truth = robot_messages(typestore.types, n_images=3)
     for topic, _, t, m in msgs:
         if topic == "/tf" and t > 0:
-            m.transforms[1].transform.rotation.w = float("nan")
+            m.transforms[1].transform.rotation.w = float("nan")  # odom -> base_link at 0.04 s
             break
-    path = write_rosbag2(tmp_path / "b", typestore, msgs)
-    with pytest.raises(RelocError, match="bad transform odom -> base_link on /tf at 0.040 s: NaN"):
-        read_bag_dataset(path)
+    ds = read_bag_dataset(write_rosbag2(tmp_path / "b", typestore, msgs))
+    # The image at 0.05 s lies between the good samples at 0 and 0.08 s around the bad one: skipped, not interpolated.
+    assert ds.skipped.counts == {with_detail(SKIP_BAD_TF, "NaN or inf"): 1}
+    assert ds.skipped.ignored_samples == {with_detail(BAD_TF_SAMPLE, "NaN or inf"): 1}
+    assert len(ds) == 2 and ds.stamps_ns.min() > int(0.08 * S)
+    assert_poses_match(ds, truth)
+    assert "1 ground-truth sample ignored: 1 bad TF sample (NaN or inf)" in str(ds.skipped)
 
 
 def test_non_monotonic_image_stamps_are_ordered_by_stamp(tmp_path, typestore):
@@ -332,3 +338,125 @@ def test_a_rosbag2_directory_named_like_a_ros1_bag_is_read_as_rosbag2(tmp_path):
     write_synthetic_bag(tmp_path / "map.bag", route="test", frames=5, size=(32, 24), progress=False)
     ds = read_bag_dataset(tmp_path / "map.bag", BagSource(), load_images=False)
     assert len(ds) == 5
+
+
+# ---------------------------------------------------------------------------
+# Metadata counts are never trusted
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("claimed", [10, 0, 100])
+def test_metadata_message_count_neither_sizes_nor_limits_the_read(tmp_path, typestore, claimed):
+    """metadata.yaml says 10 (or 0, or 100) images; the file holds 40: all 40 are read, with and without pixels."""
+    from conftest import set_metadata_message_count
+
+    msgs, truth = robot_messages(typestore.types, n_images=40)
+    path = write_rosbag2(tmp_path / "b", typestore, msgs)
+    set_metadata_message_count(path, "/camera/image_raw", claimed)
+    ds = read_bag_dataset(path)
+    assert len(ds) == 40 and ds.skipped.total == 0 and ds.images.shape[0] == 40
+    assert_poses_match(ds, truth)
+    assert len(read_bag_dataset(path, load_images=False)) == 40
+    stamps, images = bagmod.read_bag_images(path)
+    assert len(stamps) == len(images) == 40
+
+
+# ---------------------------------------------------------------------------
+# Unusable images are counted by reason, with or without decoding them
+# ---------------------------------------------------------------------------
+
+def _bad_image_bag(tmp_path, typestore):
+    """Eight frames: five good, then an unknown encoding, a zero-size image and a truncated one."""
+    msgs, truth = robot_messages(typestore.types, n_images=8)
+    imgs = [m[3] for m in msgs if m[0] == "/camera/image_raw"]
+    imgs[5].encoding = "rgb9"
+    imgs[6].height, imgs[6].width, imgs[6].step, imgs[6].data = 0, 0, 0, np.zeros(0, np.uint8)
+    imgs[7].data = imgs[7].data[:-10]
+    return write_rosbag2(tmp_path / "b", typestore, msgs), truth
+
+
+@pytest.mark.parametrize("load_images", [True, False])
+def test_undecodable_images_are_skipped_and_counted_by_reason(tmp_path, typestore, load_images):
+    path, truth = _bad_image_bag(tmp_path, typestore)
+    ds = read_bag_dataset(path, load_images=load_images)
+    assert len(ds) == 5
+    assert ds.skipped.counts == {with_detail(SKIP_UNDECODABLE, ci.UNKNOWN_ENCODING): 1,
+                                 with_detail(SKIP_UNDECODABLE, ci.ZERO_SIZE): 1,
+                                 with_detail(SKIP_UNDECODABLE, ci.DATA_LENGTH): 1}
+    assert_poses_match(ds, truth)
+    assert "3 frames skipped" in str(ds.skipped) and "image undecodable (unknown encoding)" in str(ds.skipped)
+
+
+@pytest.mark.parametrize("load_images", [True, False])
+def test_undecodable_compressed_images_are_skipped_and_counted(tmp_path, typestore, load_images):
+    msgs, truth = robot_messages(typestore.types, n_images=5)
+    out = []
+    for topic, mt, t, m in msgs:
+        if topic == "/camera/image_raw":
+            m = c.make_compressed_image_msg(typestore.types, c.image_to_rgb8(m), "png", t, "camera_optical_frame")
+            topic, mt = "/camera/image_raw/compressed", "sensor_msgs/msg/CompressedImage"
+        out.append((topic, mt, t, m))
+    comp = [m[3] for m in out if m[0] == "/camera/image_raw/compressed"]
+    comp[3].data = np.zeros(0, np.uint8)
+    comp[4].data = np.frombuffer(b"\x89PNG\r\n\x1a\n but the rest is gone", np.uint8).copy()
+    ds = read_bag_dataset(write_rosbag2(tmp_path / "b", typestore, out), load_images=load_images)
+    assert len(ds) == 3
+    assert ds.skipped.counts == {with_detail(SKIP_UNDECODABLE, ci.COMPRESSED_EMPTY): 1,
+                                 with_detail(SKIP_UNDECODABLE, ci.COMPRESSED_UNREADABLE): 1}
+    assert_poses_match(ds, truth)
+
+
+def test_frames_of_another_size_are_skipped_and_counted(tmp_path, typestore):
+    msgs, truth = robot_messages(typestore.types, n_images=4)
+    imgs = [i for i, m in enumerate(msgs) if m[0] == "/camera/image_raw"]
+    _, mt, t, m = msgs[imgs[2]]
+    msgs[imgs[2]] = ("/camera/image_raw", mt, t, c.make_image_msg(typestore.types, np.zeros((12, 16, 3), np.uint8),
+                                                                  "rgb8", t, "camera_optical_frame"))
+    path = write_rosbag2(tmp_path / "b", typestore, msgs)
+    for load_images in (True, False):
+        ds = read_bag_dataset(path, load_images=load_images)
+        assert len(ds) == 3 and ds.skipped.counts == {"image size differs from the topic's first image": 1}
+        assert_poses_match(ds, truth)
+
+
+def test_undecodable_depth_is_skipped_and_counted(tmp_path, typestore):
+    msgs, _ = robot_messages(typestore.types, n_images=3)
+    imgs = [m for m in msgs if m[0] == "/camera/image_raw"]
+    depth = [("/depth", "sensor_msgs/msg/Image", t,
+              c.make_image_msg(typestore.types, np.full((24, 32), 2.5, np.float32), "32FC1", t, "camera_optical_frame"))
+             for _, _, t, _ in imgs]
+    depth[1][3].data = depth[1][3].data[:-4]
+    ds = read_bag_dataset(write_rosbag2(tmp_path / "b", typestore, sorted(msgs + depth, key=lambda m: m[2])),
+                          BagSource(depth_topic="/depth"))
+    assert len(ds) == 2 and ds.skipped.counts == {"depth image undecodable (data length is not height x step)": 1}
+
+
+def test_only_undecodable_images_say_so(tmp_path, typestore):
+    msgs, _ = robot_messages(typestore.types, n_images=2)
+    for m in msgs:
+        if m[0] == "/camera/image_raw":
+            m[3].encoding = "rgb9"
+    with pytest.raises(RelocError, match="no usable image on '/camera/image_raw'.*2 image undecodable "
+                                         "\\(unknown encoding\\)"):
+        read_bag_dataset(write_rosbag2(tmp_path / "b", typestore, msgs), load_images=False)
+
+
+def test_a_bad_camera_info_message_is_passed_over(tmp_path, typestore):
+    msgs, _ = robot_messages(typestore.types, n_images=3)
+    infos = [m[3] for m in msgs if m[0] == "/camera/camera_info"]
+    infos[0].k = np.zeros(9)  # an uncalibrated first message
+    ds = read_bag_dataset(write_rosbag2(tmp_path / "b", typestore, msgs))
+    assert ds.intrinsics.fx == 30.0
+    for info in infos:
+        info.k = np.zeros(9)
+    with pytest.raises(ValueError, match="CameraInfo on '/camera/camera_info'.*none of its 3 messages is valid"):
+        read_bag_dataset(write_rosbag2(tmp_path / "b2", typestore, msgs))
+
+
+def test_cache_dir_is_checked_before_any_work(robot_bag, tmp_path, monkeypatch):
+    path, _ = robot_bag
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(bagmod, "Bag", None)  # any attempt to open the bag fails
+    with pytest.raises(ValueError, match="cache directory '.*file' exists and is not a directory"):
+        read_bag_dataset(path, cache_dir=tmp_path / "file")
+    with pytest.raises(ValueError, match="cannot create cache directory '.*file/sub': '.*file' is not a directory"):
+        read_bag_dataset(path, cache_dir=tmp_path / "file" / "sub")

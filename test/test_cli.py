@@ -15,6 +15,8 @@
 """The reloc-ros command line as a user runs it: synth -> extract, demo, bench, errors."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -158,3 +160,58 @@ def test_bench_camnet_quick_runs_the_ablation_and_the_scaling(tmp_path):
     db = data["database_scaling"]
     assert [r["keyframes"] for r in db] == [1000, 10000] and db[1]["database_mb"] > 5 * db[0]["database_mb"]
     assert "| CamNet: full (+ 2 previous frames, the runtime) |" in table
+
+
+# --------------------------------------------------------------------------
+# Outputs that cannot be written are said before any work
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("made, out, onnx, said", [
+    ("m.pt", "m.pt", False, r"cannot write the model '.*m\.pt': it is a directory"),
+    ("m.pt.ckpt", "m.pt", False, r"cannot write the checkpoint '.*m\.pt\.ckpt': it is a directory"),
+    ("m.onnx", "m.pt", True, r"cannot write the ONNX model '.*m\.onnx': it is a directory"),
+    (None, "nope/m.pt", False, r"cannot write the model '.*m\.pt': directory '.*nope' does not exist"),
+])
+def test_train_checks_its_outputs_before_reading_the_bags(tmp_path, capsys, made, out, onnx, said):
+    if made:
+        (tmp_path / made).mkdir()   # a directory where a file is to be written
+    argv = ["-q", "train", str(tmp_path / "no_such_bag"), "--out", str(tmp_path / out)] + (["--onnx"] if onnx else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(said, err), err   # not the missing bag: nothing was read
+
+
+def test_train_with_an_unwritable_directory_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode & os.W_OK else real_access(p, mode))
+    assert main(["-q", "train", str(tmp_path / "no_such_bag"), "--out", str(tmp_path / "m.pt")]) == 2
+    assert re.search(r"cannot write the model '.*m\.pt': directory '.*' is not writable", capsys.readouterr().err)
+
+
+def test_demo_checks_its_output_folder_before_any_work(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["-q", "demo", "--out", str(tmp_path / "f")]) == 2
+    assert re.search(r"cannot write the output folder '.*f': it is a file, not a directory", capsys.readouterr().err)
+    assert main(["-q", "demo", "--out", str(tmp_path / "f" / "demo")]) == 2
+    assert re.search(r"'.*f' is a file, not a directory", capsys.readouterr().err)
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--size", "100000x100000"])
+    assert exc.value.code == 2 and "at most 4096 pixels" in capsys.readouterr().err
+
+
+def test_align_checks_its_outputs_and_lr_before_any_work(tmp_path, capsys):
+    model = tmp_path / "no_such_model.pt"   # never read: the outputs are checked first
+    assert main(["-q", "align", str(model), "--unlabelled", "b", "--out", str(tmp_path / "nope" / "a.pt")]) == 2
+    assert re.search(r"cannot write the aligned model '.*a\.pt': directory '.*nope' does not exist",
+                     capsys.readouterr().err)
+    (tmp_path / "no_such_model_ud.pt").mkdir()   # the default output
+    assert main(["-q", "align", str(model), "--unlabelled", "b"]) == 2
+    assert "cannot write the aligned model" in capsys.readouterr().err
+    assert main(["-q", "align", str(model), "--unlabelled", "b", "--out", str(tmp_path / "a.pt"), "--json",
+                 str(tmp_path / "nope" / "r.json")]) == 2
+    assert re.search(r"cannot write the report JSON '.*r\.json'", capsys.readouterr().err)
+    for bad in ("nan", "-1e-5", "0"):
+        with pytest.raises(SystemExit) as exc:
+            main(["align", str(model), "--unlabelled", "b", "--lr", bad])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"'{bad}' is invalid: must be a finite number > 0" in err, err

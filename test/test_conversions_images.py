@@ -27,6 +27,7 @@ import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from reloc_ros import conversions as conv
+from reloc_ros.conversions import images as ci
 from reloc_ros.conversions.images import encoding_layout, NAMED_ENCODINGS
 
 STAMP_NS = 1_700_000_123_456_789_012  # 1700000123.456789012 s: needs both sec and nanosec, fits int32 seconds
@@ -387,3 +388,57 @@ def test_make_image_msg_packs_non_contiguous_input(T):
     msg = conv.make_image_msg(T, contiguous, "16UC1", 0, "cam")
     contiguous[:] = 9
     assert not conv.image_to_numpy(msg).any()
+
+
+# --------------------------------------------------------------------------
+# Checking without decoding: the same verdict as decoding, with a reason
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, height, width, step, encoding, reason", [
+    (bytes(12), 2, 3, 6, "rgb9", ci.UNKNOWN_ENCODING),
+    (b"", 0, 3, 3, "mono8", ci.ZERO_SIZE),
+    (bytes(8), 2, 3, 4, "mono16", ci.BAD_STEP),
+    (bytes(10), 2, 3, 6, "mono16", ci.DATA_LENGTH),
+    (bytes(24), 2, 3, 12, "32FC1", ci.NOT_COLOUR),
+    (bytes(18), 2, 3, 9, "8UC3", ci.NOT_COLOUR),
+    (bytes(12), 2, 3, 6, "yuv422", ci.ODD_WIDTH),
+])
+def test_check_rgb8_image_fails_exactly_where_decoding_does(T, data, height, width, step, encoding, reason):
+    msg = _raw_image(T, data, height, width, step, encoding)
+    with pytest.raises(ci.UndecodableImage) as checked:
+        ci.check_rgb8_image(msg)
+    with pytest.raises(ci.UndecodableImage) as decoded:
+        conv.image_to_rgb8(msg)
+    assert checked.value.reason == decoded.value.reason == reason
+    assert str(checked.value) == str(decoded.value)
+
+
+def test_check_rgb8_image_returns_the_size_of_good_images(T):
+    for encoding in ("rgb8", "bgr16", "mono8", "16UC1", "bayer_rggb8", "yuyv"):
+        img = _random_image(np.random.default_rng(0), encoding, height=4, width=6)
+        msg = conv.make_image_msg(T, img, encoding, 0, "cam")
+        assert ci.check_rgb8_image(msg) == (6, 4)
+        assert conv.image_to_rgb8(msg).shape == (4, 6, 3)
+
+
+def test_check_compressed_rgb8(T):
+    good = conv.make_compressed_image_msg(T, _smooth_rgb(), "jpeg", 0, "cam")
+    h, w = _smooth_rgb().shape[:2]
+    assert ci.check_compressed_rgb8(good) == (w, h)
+    empty = T["sensor_msgs/msg/CompressedImage"](header=conv.make_header(T, 0, "cam"), format="jpeg",
+                                                 data=np.zeros(0, np.uint8))
+    junk = T["sensor_msgs/msg/CompressedImage"](header=conv.make_header(T, 0, "cam"), format="png",
+                                                data=np.frombuffer(b"\x89PNG\r\n\x1a\nrest lost", np.uint8).copy())
+    depth = T["sensor_msgs/msg/CompressedImage"](header=conv.make_header(T, 0, "cam"),
+                                                 format="16UC1; compressedDepth png", data=np.zeros(20, np.uint8))
+    for msg, reason in ((empty, ci.COMPRESSED_EMPTY), (junk, ci.COMPRESSED_UNREADABLE), (depth, ci.COMPRESSED_DEPTH)):
+        for fn in (ci.check_compressed_rgb8, conv.compressed_to_rgb8):
+            with pytest.raises(ci.UndecodableImage) as err:
+                fn(msg)
+            assert err.value.reason == reason
+
+
+def test_an_odd_width_yuv422_image_is_undecodable_not_an_opencv_error(T):
+    msg = _raw_image(T, bytes(12), 2, 3, 6, "uyvy")
+    with pytest.raises(ValueError, match="needs an even width, got 3"):
+        conv.image_to_rgb8(msg)

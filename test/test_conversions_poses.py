@@ -23,6 +23,7 @@ import pytest
 from rosbags.typesys import Stores, get_typestore
 
 from reloc_ros import conversions as conv
+from reloc_ros.conversions import poses as cp
 from reloc_ros.geometry import covariance_from_std, make_pose
 
 STAMP_NS = 1_700_000_123_456_789_012  # 1700000123.456789012 s: needs both sec and nanosec, fits int32 seconds
@@ -146,6 +147,40 @@ def test_bad_quaternions_raise(T):
                                                   transform=zero_tf)
     with pytest.raises(ValueError, match="zero norm"):
         conv.stamped_pose_from_msg(msg)
+
+
+def _pose(T, xyzw, xyz=(0.0, 0.0, 0.0)):
+    Q, P = T["geometry_msgs/msg/Quaternion"], T["geometry_msgs/msg/Point"]
+    return T["geometry_msgs/msg/Pose"](position=P(x=xyz[0], y=xyz[1], z=xyz[2]),
+                                       orientation=Q(**{k: float(v) for k, v in zip("xyzw", xyzw)}))
+
+
+def test_quaternions_are_accepted_within_tf2s_tolerance_only(T):
+    """tf2 ignores |x^2 + y^2 + z^2 + w^2 - 1| >= 0.01 (TF_DENORMALIZED_QUATERNION); so do we, and we say so."""
+    assert cp.QUATERNION_NORMALIZATION_TOLERANCE == 10e-3
+    q = np.array([0.0, 0.0, np.sin(0.3), np.cos(0.3)])
+    near = conv.pose_to_matrix(_pose(T, q * 1.004))  # squared norm 1.008: accepted and normalised
+    np.testing.assert_allclose(near, make_pose([0, 0, 0], q), atol=1e-12)
+    with pytest.raises(cp.InvalidPose, match=r"pose orientation \[.*\] is not a unit quaternion: "
+                                             r"x\^2 \+ y\^2 \+ z\^2 \+ w\^2 = 1.0201.*tf2 accepts 1 \+- 0.01") as err:
+        conv.pose_to_matrix(_pose(T, q * 1.01))
+    assert err.value.reason == cp.BAD_NON_UNIT_QUATERNION
+    Tr, V = T["geometry_msgs/msg/Transform"], T["geometry_msgs/msg/Vector3"]
+    Q = T["geometry_msgs/msg/Quaternion"]
+    half = Tr(translation=V(x=0.0, y=0.0, z=0.0), rotation=Q(x=0.0, y=0.0, z=0.0, w=0.5))
+    with pytest.raises(cp.InvalidPose, match="transform rotation .* is not a unit quaternion"):
+        conv.transform_to_matrix(half)
+    with pytest.raises(cp.InvalidPose, match=r"pose position contains NaN or inf: \[inf, 0.0, 0.0\]") as err:
+        conv.pose_to_matrix(_pose(T, q, (float("inf"), 0.0, 0.0)))
+    assert err.value.reason == cp.BAD_NON_FINITE
+
+
+def test_pose_sample_problems_classify_like_the_scalar_checks():
+    q = np.array([[0, 0, 0, 1], [0, 0, 0, 1.004], [0, 0, 0, 1.2], [0, 0, 0, 0], [0, 0, np.nan, 1], [0, 0, 0, 1]])
+    t = np.zeros((6, 3))
+    t[5, 0] = np.inf
+    assert cp.pose_sample_problems(t, q) == [None, None, cp.BAD_NON_UNIT_QUATERNION, cp.BAD_ZERO_QUATERNION,
+                                             cp.BAD_NON_FINITE, cp.BAD_NON_FINITE]
 
 
 def test_builders_refuse_non_rigid_and_bad_covariance(T):

@@ -234,3 +234,96 @@ def test_worker_keeps_only_the_newest_frame_and_survives_failures():
         w.stop()
     with pytest.raises(RuntimeError, match="stopped"):
         w.submit(1)
+
+
+def test_worker_survives_an_error_handler_that_fails(caplog):
+    done = []
+
+    def process(item):
+        if item == "bad":
+            raise ValueError("bad frame")
+        done.append(item)
+
+    def broken_handler(error, item):
+        raise KeyError("the handler itself is broken")
+
+    w = LatestFrameWorker(process, on_error=broken_handler)
+    try:
+        with caplog.at_level(logging.ERROR):
+            w.submit("bad")
+            assert w.wait_idle(5.0)
+            w.submit("good")
+            assert w.wait_idle(5.0)
+        assert done == ["good"] and w.stats.failed == 1 and w.stats.processed == 1
+        assert "error handler failed too" in caplog.text and "bad frame" in caplog.text
+    finally:
+        w.stop()
+
+
+# ---------------------------------------------------------------------------
+# Broken model files and bad options: refused at load, with the file and the value named
+# ---------------------------------------------------------------------------
+
+class FixedSizeNet(torch.nn.Module):
+    """A network that takes 32x32 inputs only (a flattening head, as many have)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc_t = torch.nn.Linear(3 * 32 * 32, 3)
+        self.fc_q = torch.nn.Linear(3 * 32 * 32, 4)
+
+    def forward(self, x):
+        f = x.reshape(x.size(0), 3 * 32 * 32)
+        return self.fc_t(f), self.fc_q(f)
+
+
+def test_metadata_input_size_the_network_rejects_is_refused_at_load(tmp_path):
+    from conftest import export, resave, trainer_metadata
+
+    meta = trainer_metadata(metrics={"validation": {"median_translation_m": 0.3, "median_rotation_deg": 5.0}})
+    good = export(FixedSizeNet(), tmp_path / "good.pt", input_size=(32, 32), metadata=meta)
+    Relocalizer(good, device="cpu")  # consistent: loads and warms up
+    bad = resave(good, tmp_path / "bad.pt", lambda m: m.__setitem__("input_size", [48, 40]))
+    with pytest.raises(RelocError) as e:
+        Relocalizer(bad, device="cpu")
+    msg = str(e.value)
+    assert len(msg.splitlines()) == 1
+    assert f"model '{bad}'" in msg and "rejects the input size in its metadata (48x40" in msg
+    assert "(B, 3, 32, 32)" in msg and "re-export it" in msg
+
+
+def test_nan_at_warm_up_names_the_model_file_not_a_frame(models, monkeypatch):
+    from reloc_ros.runtime import backends
+
+    real = backends.TorchScriptBackend.run
+    monkeypatch.setattr(backends.TorchScriptBackend, "run",
+                        lambda self, x, keep: tuple(np.full_like(o, np.nan) for o in real(self, x, keep)))
+    with pytest.raises(RelocError) as e:
+        Relocalizer(models["mc"], device="cpu")
+    msg = str(e.value)
+    assert not isinstance(e.value, NoEstimate)
+    assert f"model '{models['mc']}' returns a non-finite pose (NaN/inf) at warm-up" in msg
+    assert "frame" not in msg and "0.000 s" not in msg
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"hypotheses": -1}, r"hypotheses must be >= 0 \(an integer\), got -1"),
+    ({"warmup": -2}, r"warmup must be >= 0 \(an integer\), got -2"),
+    ({"samples": 2.5}, r"samples must be >= 2 \(an integer, or None\), got 2.5"),
+    ({"seed": -1}, r"seed must be >= 0 \(an integer\), got -1"),
+    ({"threads": -4}, r"threads must be >= 0 \(an integer, or None\), got -4"),
+    ({"tolerance": (float("inf"), 10.0)}, r"tolerance must be \(metres, degrees\), both finite and > 0, got \(inf"),
+    ({"tolerance": (0.5, float("nan"))}, r"tolerance must be \(metres, degrees\), both finite and > 0"),
+    ({"tolerance": (True, 10.0)}, r"tolerance must be"),
+])
+def test_bad_numeric_options_are_refused_before_loading(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Relocalizer(tmp_path / "not_even_there.pt", **kwargs)
+
+
+def test_bad_samples_in_the_metadata_name_the_file(models, tmp_path):
+    from conftest import resave
+
+    bad = resave(models["mc"], tmp_path / "bad.pt", lambda m: m["uncertainty"].__setitem__("samples", 1))
+    with pytest.raises(RelocError, match=rf"model '{bad}': its metadata's uncertainty.samples must be >= 2"):
+        Relocalizer(bad, device="cpu")

@@ -259,3 +259,15 @@ def test_trajectory_plot_shows_the_errors(tmp_path):
     b = ev.save_eval_plots(tmp_path / "b", wrong, gt, None)[1]
     ia, ib = mpimg.imread(a), mpimg.imread(b)
     assert ia.shape != ib.shape or not np.allclose(ia, ib)
+
+
+@pytest.mark.parametrize("batch", [0, -1, 1.5])
+def test_evaluate_model_on_bags_refuses_a_bad_batch_before_any_work(tmp_path, batch):
+    with pytest.raises(ValueError, match=rf"batch must be >= 1 \(an integer\), got {batch}"):
+        ev.evaluate_model_on_bags(tmp_path / "no_model.pt", [tmp_path / "no_bag"], batch=batch)
+
+
+def test_format_report_lists_frame_errors():
+    rep = ev.accuracy_report(np.stack([np.eye(4)] * 2), np.stack([np.eye(4)] * 2),
+                             frame_errors={"error in the frame's processing (RuntimeError)": 3})
+    assert "skipped, error in the frame's processing (RuntimeError): 3 frames" in ev.format_report(rep)

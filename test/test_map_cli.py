@@ -107,3 +107,16 @@ def test_a_sparse_map_is_said_with_its_numbers(bags, tmp_path, caplog):
         assert "point" in str(e)
         return
     assert entry["sparse"] and "sparse" in caplog.text and "points" in caplog.text
+
+
+def test_map_checks_that_the_model_can_be_rewritten_before_reading_the_bags(
+        model_file, tmp_path, capsys, monkeypatch):
+    import os
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if mode & os.W_OK else real_access(p, mode))
+    before = model_file.read_bytes()
+    assert main(["-q", "map", str(model_file), str(tmp_path / "no_such_bag")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the model '{model_file}': directory '{model_file.parent}' is not writable" in err, err
+    assert model_file.read_bytes() == before

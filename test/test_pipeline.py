@@ -50,8 +50,8 @@ def estimate(confidence=0.95, hypotheses=HYPS, map_frame="map", T_map_cam=T_MAP_
 
 
 def frame(est=None, **kw):
-    args = dict(T_base_cam=T_BASE_CAM, base_frame="base_link", camera_frame="camera_optical_frame",
-                odom_frame="odom", T_odom_base=T_ODOM_BASE)
+    args = {"T_base_cam": T_BASE_CAM, "base_frame": "base_link", "camera_frame": "camera_optical_frame",
+            "odom_frame": "odom", "T_odom_base": T_ODOM_BASE}
     args.update(kw)
     return localize_frame(estimate() if est is None else est, **args)
 
@@ -201,3 +201,40 @@ def test_a_failed_estimate_never_acts_even_when_unverified_ones_may():
     fr = frame(est, detector=detector, allow_unverified=True)
     assert fr.tf is None and fr.decision is None
     assert any("pose failed" in n for n in fr.notes)
+
+
+def test_a_diverged_estimate_reaches_the_detector_as_low_confidence():
+    """A diverged model (sigma 1e8 m): its confidence was -8e-25, which the detector refused, ending the frame."""
+    from reloc_ros.runtime.uncertainty import confidence
+
+    cov = covariance_from_std(1e8, np.radians(1.0))
+    fr = frame(estimate(confidence=confidence(cov), cov=cov), detector=KidnapDetector(RecoveryConfig()))
+    assert fr.tf is None and fr.decision.state == "low_confidence" and not fr.decision.reinitialise
+    assert any(n.startswith("confidence 0.00 < min_confidence") for n in fr.notes)
+
+
+@pytest.mark.parametrize("bad", [2.0, -0.1, float("nan"), "0.5", True])
+def test_min_confidence_must_be_a_probability(bad):
+    with pytest.raises(ValueError, match=r"min_confidence must be a probability in \[0, 1\], got "):
+        frame(min_confidence=bad)
+
+
+def test_frame_errors_are_counted_by_kind_and_bugs_logged_with_a_traceback(caplog):
+    import logging
+
+    from reloc_ros.runtime.pipeline import FrameErrors
+
+    errors = FrameErrors()
+    with caplog.at_level(logging.WARNING):
+        for e in (ValueError("bad data"), KeyError("bug"), ValueError("more bad data")):
+            try:
+                raise e
+            except Exception as exc:  # noqa: BLE001 - what the per-frame guards do
+                errors.record(exc, 1_500_000_000)
+        errors.log_summary()
+    assert dict(errors.counts) == {"error in the frame's processing (ValueError)": 2,
+                                   "error in the frame's processing (KeyError)": 1}
+    first = [r for r in caplog.records if "failed and is skipped" in r.getMessage()]
+    assert [(r.levelno, bool(r.exc_info)) for r in first] == [(logging.WARNING, False), (logging.ERROR, True)]
+    assert "the frame at 1.500 s" in first[0].getMessage()
+    assert "2 frame(s) skipped: error in the frame's processing (ValueError)" in caplog.text

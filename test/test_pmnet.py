@@ -38,8 +38,8 @@ from reloc_ros.training.trainer import TrainConfig, train
 
 SIZE = (32, 24)
 # Small enough for CI, large enough that NeRF-P clearly beats a constant image on held-out frames.
-TINY = dict(model="pmnet", input_size=SIZE, epochs=2, batch_size=8, lr=1e-3, nerf_steps=200, nerf_pose_steps=80,
-            nerf_rays=512, nerf_resolution=64, min_frames=8)
+TINY = {"model": "pmnet", "input_size": SIZE, "epochs": 2, "batch_size": 8, "lr": 1e-3, "nerf_steps": 200,
+        "nerf_pose_steps": 80, "nerf_rays": 512, "nerf_resolution": 64, "min_frames": 8}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -151,9 +151,9 @@ def test_a_pmnet_step_reduces_the_pose_loss(bags, trained):
     ds = read_bag_dataset(bags / "map", BagSource(), image_size=SIZE)
     norm = PoseNormaliser.fit(ds.poses_n44)
     idx = np.arange(0, 48, 6)
-    synth, pm_gt = PT._render_set(nerf, ds.poses_n44[idx], K, torch.device("cpu"), False, "")
+    synth, pm_gt = PT.render_set(nerf, ds.poses_n44[idx], K, torch.device("cpu"), False, "")
     rvs_T = P.perturb_poses(torch.as_tensor(ds.poses_n44[idx]), 0.2, 10.0, torch.Generator().manual_seed(0)).numpy()
-    rvs, pm_rvs = PT._render_set(nerf, rvs_T, K, torch.device("cpu"), False, "")
+    rvs, pm_rvs = PT.render_set(nerf, rvs_T, K, torch.device("cpu"), False, "")
     tg = PT._Targets(PT._matrices(ds.poses_n44[idx], norm), synth, pm_gt, rvs, PT._matrices(rvs_T, norm), pm_rvs)
     torch.manual_seed(0)
     net = P.build_pmnet(P.PMNetConfig(dropout=0.0))
@@ -217,6 +217,7 @@ def test_a_second_run_with_other_losses_reuses_the_nerf(bags, trained, tmp_path,
 
 def test_alignment_reads_no_poses_keeps_the_original_and_reports_the_shift(bags, trained, tmp_path, monkeypatch):
     import reloc_ros.data.bag as bag_mod
+    import reloc_ros.data.ground_truth as gt_mod
 
     out, _ = trained
     before = _sha(out)
@@ -225,7 +226,8 @@ def test_alignment_reads_no_poses_keeps_the_original_and_reports_the_shift(bags,
         raise AssertionError("alignment read ground truth")
 
     monkeypatch.setattr(bag_mod, "read_tf", no_ground_truth)
-    monkeypatch.setattr(bag_mod, "_read_pose_topic", no_ground_truth)
+    monkeypatch.setattr(gt_mod, "read_tf", no_ground_truth)
+    monkeypatch.setattr(gt_mod, "read_pose_topic", no_ground_truth)
     res = PA.align_unlabelled(out, [bags / "query"], out=tmp_path / "ud.pt", epochs=1, lr=1e-4, progress=False)
     assert _sha(out) == before
     r = res.report

@@ -23,7 +23,10 @@ One test runs a real exported model through ``reloc-ros replay``.
 import dataclasses
 import hashlib
 import json
+import logging
+import os
 from pathlib import Path
+import tempfile
 
 from conftest import robot_messages, write_rosbag2
 import numpy as np
@@ -35,6 +38,7 @@ from reloc_ros.data.bag import Bag, BagSource, read_bag_dataset, read_tf
 from reloc_ros.data.synth import write_synthetic_bag
 from reloc_ros.errors import RelocError
 from reloc_ros.geometry import covariance_from_msg, covariance_from_std, invert_pose, make_pose
+from reloc_ros.runtime import uncertainty as U
 from reloc_ros.runtime.engine import STAGES, Estimate, decode_image
 from reloc_ros.runtime.recovery import RecoveryConfig
 from reloc_ros.runtime.replay import replay
@@ -57,7 +61,7 @@ class Oracle:
     fails as it would in the real engine.
     """
 
-    def __init__(self, truth, fail_at=None):
+    def __init__(self, truth, fail_at=None, error=None):
         self.metadata = {"model": "oracle"}
         self.map_frame = "map"
         self.camera_frame = "camera_optical_frame"
@@ -65,16 +69,17 @@ class Oracle:
         self.uncertainty = "oracle (2 cm, 1 deg)"
         self.truth = truth
         self.fail_at = fail_at
+        self.error = RuntimeError("oracle crashed") if error is None else error
         self.calls = 0
 
     def relocalize_msg(self, msg, intrinsics=None):
         self.calls += 1
         if self.fail_at is not None and self.calls == self.fail_at:
-            raise RuntimeError("oracle crashed")
+            raise self.error
         decode_image(msg)
         stamp = conv.stamp_to_ns(msg.header.stamp)
         T = self.truth[stamp]
-        timings = {k: 0.0 for k in (*STAGES, "total")}
+        timings = dict.fromkeys((*STAGES, "total"), 0.0)
         return Estimate(stamp, T.copy(), ORACLE_COV.copy(), 0.99, T @ HYP_OFFSETS, timings, "map",
                         "camera_optical_frame", status="verified", status_detail="oracle", inliers=100)
 
@@ -295,8 +300,9 @@ def test_out_bag_is_never_overwritten(oracle_run, truth, synth_bag):
 
 
 def test_a_crash_midway_leaves_nothing_behind(truth, synth_bag, tmp_path):
-    with pytest.raises(RuntimeError, match="oracle crashed"):
-        replay(Oracle(truth, fail_at=5), [synth_bag], tmp_path / "out", progress=False)
+    # An interruption (Ctrl-C) ends the run; one frame's error does not (see the per-frame tests below).
+    with pytest.raises(KeyboardInterrupt):
+        replay(Oracle(truth, fail_at=5, error=KeyboardInterrupt()), [synth_bag], tmp_path / "out", progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -551,3 +557,237 @@ def test_cli_replay_tum_with_partial_ground_truth(models, tmp_path, typestore):
     assert main(["-q", "replay", str(model), str(bag), str(tmp_path / "out"), "--tum", str(tum)]) == 0
     rows = [r for r in tum.read_text().splitlines() if not r.startswith("#")]
     assert len(rows) == 4
+
+
+# ---------------------------------------------------------------------------
+# f. Bad input: one frame's failure, duplicate stamps, options, output paths
+# ---------------------------------------------------------------------------
+
+FRAME_ERROR = "error in the frame's processing"
+
+
+def test_one_frames_error_costs_that_frame_only_and_stays_visible(truth, synth_bag, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="reloc_ros"):
+        result = replay(Oracle(truth, fail_at=5), [synth_bag], tmp_path / "out", progress=False)
+    reason = f"{FRAME_ERROR} (RuntimeError)"
+    assert (result.frames, result.published) == (N_FRAMES, N_FRAMES - 1)
+    assert dict(result.skipped.counts) == {reason: 1}
+    assert f"1 frames skipped: 1 {reason}" in result.summary()
+    _, stamps = image_stamps(synth_bag)
+    # Not a data problem but a bug: logged at ERROR with its traceback and the frame's stamp.
+    (rec,) = [r for r in caplog.records if "oracle crashed" in r.getMessage() and r.levelno == logging.ERROR]
+    assert rec.exc_info and rec.exc_info[0] is RuntimeError and f"{stamps[4] * 1e-9:.3f} s" in rec.getMessage()
+    _, msgs = read_out(tmp_path / "out")
+    assert [t for t, _ in msgs[POSE]] == stamps[:4] + stamps[5:]
+    assert result.report["frames"] == N_FRAMES - 1 and result.report["frame_errors"] == {reason: 1}
+
+
+class ScriptedOracle(Oracle):
+    """The oracle, with frame ``at``'s estimate changed by ``edit(est)``."""
+
+    def __init__(self, truth, at, edit):
+        super().__init__(truth)
+        self.at, self.edit = at, edit
+
+    def relocalize_msg(self, msg, intrinsics=None):
+        est = super().relocalize_msg(msg, intrinsics)
+        return self.edit(est) if self.calls == self.at else est
+
+
+def test_an_absurd_model_output_costs_that_frame_only(truth, synth_bag, tmp_path, caplog):
+    """A diverged model (sigma 1e8 m) once: its confidence was -8e-25, which the recovery refused, ending the run.
+
+    Its confidence is now 0; the frame still cannot be published (its base_link covariance is not positive
+    definite in floating point), so it is skipped, counted and said, and every other frame is published.
+    """
+    cov = covariance_from_std(1e8, np.radians(1.0))
+
+    def diverged(est):
+        return dataclasses.replace(est, covariance=cov, confidence=U.confidence(cov))
+
+    with caplog.at_level(logging.WARNING, logger="reloc_ros"):
+        result = replay(ScriptedOracle(truth, 3, diverged), [synth_bag], tmp_path / "out", progress=False)
+    assert result.published == N_FRAMES - 1
+    assert dict(result.skipped.counts) == {f"{FRAME_ERROR} (ValueError)": 1}
+    assert any("positive definite" in r.getMessage() for r in caplog.records)
+    _, msgs = read_out(tmp_path / "out")
+    assert len(msgs[POSE]) == len(msgs[TF]) == N_FRAMES - 1
+
+
+def test_an_error_in_the_tf_math_costs_that_frame_only(truth, synth_bag, tmp_path, caplog):
+    def asymmetric(est):
+        bad = est.covariance.copy()
+        bad[0, 1] += 1e-3
+        return dataclasses.replace(est, covariance=bad)
+
+    with caplog.at_level(logging.WARNING, logger="reloc_ros"):
+        result = replay(ScriptedOracle(truth, 7, asymmetric), [synth_bag], tmp_path / "out", progress=False)
+    assert result.published == N_FRAMES - 1
+    assert dict(result.skipped.counts) == {f"{FRAME_ERROR} (ValueError)": 1}
+    # A data problem: a warning that says why, without a traceback.
+    (rec,) = [r for r in caplog.records if "not symmetric" in r.getMessage() and "failed and is skipped" in
+              r.getMessage()]
+    assert rec.levelno == logging.WARNING and not rec.exc_info
+    # As in the node: the frame's status is published, nothing else of it.
+    _, msgs = read_out(tmp_path / "out")
+    assert len(msgs["/relocalization/status"]) == N_FRAMES and len(msgs[CAM]) == N_FRAMES - 1
+
+
+def duplicate_images(src, dst, typestore):
+    """Copy a bag with every image sent twice under the same stamp, the second copy inverted (another image)."""
+    messages = []
+    with Bag(src) as bag:
+        topics = bag.topics
+        for topic, t, msg in bag.messages(list(topics)):
+            messages.append((topic, topics[topic], t, msg))
+            if topic == "/camera/image_raw":
+                messages.append((topic, topics[topic], t + 1, dataclasses.replace(msg, data=255 - msg.data)))
+    return write_rosbag2(dst, typestore, messages)
+
+
+@pytest.fixture(scope="module")
+def dup_bag(synth_bag, tmp_path_factory, typestore):
+    return duplicate_images(synth_bag, tmp_path_factory.mktemp("dup") / "in", typestore)
+
+
+def test_duplicate_image_stamps_are_skipped_and_counted_as_eval_counts_them(dup_bag, truth, tmp_path):
+    oracle = Oracle(truth)
+    result = replay(oracle, [dup_bag], tmp_path / "out", progress=False, min_confidence=0.0)
+    assert (result.frames, result.published, oracle.calls) == (2 * N_FRAMES, N_FRAMES, N_FRAMES)
+    assert dict(result.skipped.counts) == {"duplicate image stamp": N_FRAMES}
+    assert "no frames skipped" not in result.summary()
+    # The reader eval uses skips the same frames for the same reason.
+    assert read_bag_dataset(dup_bag, BagSource(), load_images=False).skipped.counts["duplicate image stamp"] == N_FRAMES
+    _, msgs = read_out(tmp_path / "out")
+    for topic in (POSE, CAM, TF, "/relocalization/status"):  # one of each per stamp, never two
+        assert len(msgs[topic]) == len({t for t, _ in msgs[topic]}) == N_FRAMES, topic
+    assert result.report["frames"] == N_FRAMES
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"min_confidence": 2}, r"min_confidence must be a probability in \[0, 1\], got 2"),
+    ({"min_confidence": -0.1}, r"min_confidence must be a probability in \[0, 1\], got -0.1"),
+    ({"min_confidence": float("nan")}, r"min_confidence must be a probability in \[0, 1\], got nan"),
+    ({"belief_std": (0.5, -0.2)}, r"belief_std must be two standard deviations .* > 0, got \(0.5, -0.2\)"),
+    ({"belief_std": (float("inf"), 0.2)}, r"belief_std must be .* finite"),
+    ({"base_frame": ""}, r"base_frame must be a frame id"),
+])
+def test_bad_options_are_refused_before_any_work(truth, synth_bag, tmp_path, kwargs, match):
+    oracle = Oracle(truth)
+    with pytest.raises(ValueError, match=match):
+        replay(oracle, [synth_bag], tmp_path / "out", progress=False, **kwargs)
+    assert oracle.calls == 0 and list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def read_only_dir(tmp_path, monkeypatch):
+    """Yield a directory in which nothing can be created (for root too, whom permission bits do not stop)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    if os.geteuid() == 0:  # as on a read-only file system: creating anything there fails
+        real = tempfile.mkdtemp
+
+        def mkdtemp(*args, **kwargs):
+            where = kwargs.get("dir")
+            if where is not None and Path(where).resolve() == ro.resolve():
+                raise PermissionError(13, "Permission denied", str(where))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    yield ro
+    ro.chmod(0o755)
+
+
+def test_output_in_a_read_only_directory_is_refused_before_any_work(truth, synth_bag, read_only_dir):
+    oracle = Oracle(truth)
+    with pytest.raises(ValueError, match=rf"cannot write the output bag '{read_only_dir / 'out'}'.*directory "
+                                         rf"'{read_only_dir}'.*(not writable|Permission denied)"):
+        replay(oracle, [synth_bag], read_only_dir / "out", progress=False)
+    assert oracle.calls == 0 and list(read_only_dir.iterdir()) == []
+
+
+def test_output_in_a_missing_directory_is_refused(truth, synth_bag, tmp_path):
+    with pytest.raises(ValueError, match=rf"directory '{tmp_path / 'missing'}' does not exist"):
+        replay(Oracle(truth), [synth_bag], tmp_path / "missing" / "out", progress=False)
+
+
+@pytest.mark.parametrize("where", ["out_bag", "--json", "--tum"])
+def test_cli_checks_every_output_before_reading_the_model(cli_bag, tmp_path, read_only_dir, capsys, where):
+    from reloc_ros.cli import main
+
+    missing_model = tmp_path / "no_such_model.pt"  # so any work before the check would fail on the model
+    out = read_only_dir / "out" if where == "out_bag" else tmp_path / "out"
+    extra = [] if where == "out_bag" else [where, str(read_only_dir / "r.txt")]
+    assert main(["-q", "replay", str(missing_model), str(cli_bag), str(out), *extra]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert str(read_only_dir) in err and "no_such_model" not in err
+    if where != "out_bag":
+        assert where in err
+    assert not out.exists()
+
+
+def test_cli_eval_checks_its_outputs_before_any_work(cli_bag, tmp_path, read_only_dir, capsys):
+    from reloc_ros.cli import main
+
+    missing_model = tmp_path / "no_such_model.pt"
+    assert main(["-q", "eval", str(missing_model), str(cli_bag), "--json", str(read_only_dir / "e.json")]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "--json" in err and str(read_only_dir / "e.json") in err and "no_such_model" not in err
+    plots = tmp_path / "plots.png"
+    plots.write_bytes(b"a file")
+    assert main(["-q", "eval", str(missing_model), str(cli_bag), "--plots", str(plots)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "--plots" in err and "is a file, not a directory" in err
+
+
+@pytest.mark.parametrize("value", ["2", "-0.5", "nan", "inf", "high"])
+def test_cli_min_confidence_must_be_a_probability(cli_bag, tmp_path, capsys, value):
+    from reloc_ros.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "replay", str(tmp_path / "model.pt"), str(cli_bag), str(tmp_path / "out"),
+              "--min-confidence", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--min-confidence" in err and f"must be a probability in [0, 1], got '{value}'" in err
+
+
+def test_cli_replay_and_eval_agree_on_a_bag_with_duplicate_stamps(models, cli_bag, tmp_path, typestore):
+    """The second image of a stamp is another image: eval drops it, and so must replay, for the same figures."""
+    from reloc_ros.cli import main
+
+    _, model = models
+    bag = duplicate_images(cli_bag, tmp_path / "dup", typestore)
+    j_rep, j_ev, tum = tmp_path / "replay.json", tmp_path / "eval.json", tmp_path / "nested" / "dir" / "pred.tum"
+    assert main(["-q", "replay", str(model), str(bag), str(tmp_path / "out"), "--json", str(j_rep),
+                 "--min-confidence", "0", "--allow-unverified", "--tum", str(tum)]) == 0
+    assert main(["-q", "eval", str(model), str(bag), "--json", str(j_ev)]) == 0
+    rep, ev = json.loads(j_rep.read_text()), json.loads(j_ev.read_text())
+    assert rep["frames"] == ev["frames"] == CLI_FRAMES
+    for key in ("median_translation_m", "median_rotation_deg", "mean_translation_m", "max_translation_m",
+                "covariance"):
+        assert rep[key] == ev[key], key
+    # --tum's missing directories are created, as --json's and --plots' are.
+    assert len([r for r in tum.read_text().splitlines() if not r.startswith("#")]) == CLI_FRAMES
+    _, msgs = read_out(tmp_path / "out")
+    assert len(msgs[TF]) == len({t for t, _ in msgs[TF]}) == CLI_FRAMES
+
+
+def test_eval_skips_and_counts_a_frame_that_fails_as_replay_does(models, cli_bag, monkeypatch):
+    from reloc_ros.evaluation import evaluate_model_on_bags
+    from reloc_ros.runtime.engine import Relocalizer
+
+    _, model = models
+    stamps = image_stamps(cli_bag)[1]
+    real = Relocalizer.relocalize_preprocessed
+
+    def flaky(self, x, stamps_ns, timings_ms=None):
+        if int(stamps_ns[0]) == stamps[3]:
+            raise RuntimeError("engine bug")
+        return real(self, x, stamps_ns, timings_ms)
+
+    monkeypatch.setattr(Relocalizer, "relocalize_preprocessed", flaky)
+    pred, ds, report, _ = evaluate_model_on_bags(model, [cli_bag])
+    assert report["frames"] == len(pred) == CLI_FRAMES - 1 and stamps[3] not in ds.stamps_ns.tolist()
+    assert report["frame_errors"] == {f"{FRAME_ERROR} (RuntimeError)": 1} and report["no_estimate"] == 0

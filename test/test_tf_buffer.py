@@ -104,3 +104,52 @@ def test_static_chain_detection():
     tf = robot_buffer()
     assert tf.is_static("base_link", "camera_optical_frame")
     assert not tf.is_static("map", "camera_optical_frame")
+
+
+BAD = "ground truth from a bad TF sample (NaN or inf)"
+
+
+def test_a_bad_sample_refuses_the_lookups_it_would_have_served():
+    tf = robot_buffer()
+    tf.add_bad("odom", "base_link", 55 * S // 100, BAD)  # between the good samples at 0.5 and 0.6 s
+    stamps = np.array([45, 52, 55, 58, 60, 65]) * S // 100
+    T, reasons = tf.lookup_many("map", "base_link", stamps)
+    assert reasons == [None, BAD, BAD, BAD, None, None]
+    assert np.allclose(T[0][:3, 3], tf.lookup("map", "base_link", stamps[0])[:3, 3])
+    with pytest.raises(TfLookupError, match="bad TF sample \\(NaN or inf\\)"):
+        tf.lookup("map", "base_link", 55 * S // 100)
+    assert "base_link" in tf.frames and tf.lookup("map", "odom", 55 * S // 100).shape == (4, 4)
+
+
+def test_a_bad_sample_beyond_the_last_good_one_reaches_only_its_tolerance():
+    tf = robot_buffer()
+    tf.add_bad("odom", "base_link", 12 * S // 10, BAD)  # 0.2 s after the last good sample (1.0 s)
+    stamps = np.array([100, 104, 110, 117, 125, 126]) * S // 100
+    _, reasons = tf.lookup_many("odom", "base_link", stamps)
+    # 1.00 s is the good sample; between it and the bad one (1.04 .. 1.17 s) would have been interpolated from the
+    # bad one, and after it held up to 1.25 s (its tolerance); 1.26 s was out of reach anyway.
+    assert reasons == [None, BAD, BAD, BAD, BAD, SKIP_AFTER_LAST_TF]
+
+
+def test_a_good_sample_at_the_same_stamp_takes_the_bad_ones_place():
+    tf = robot_buffer()
+    tf.add_bad("odom", "base_link", 5 * S // 10, BAD)
+    _, reasons = tf.lookup_many("odom", "base_link", np.array([48, 50, 52]) * S // 100)
+    assert reasons == [None, None, None]
+
+
+def test_an_edge_with_only_bad_samples_skips_with_their_reason():
+    tf = robot_buffer()
+    tf.add_bad("camera_optical_frame", "marker", 0, "why static", static=True)
+    tf.add_bad("base_link", "wheel", 5 * S // 10, BAD)
+    _, reasons = tf.lookup_many("map", "marker", np.array([0, S // 2]))
+    assert reasons == ["why static", "why static"]
+    _, reasons = tf.lookup_many("base_link", "wheel", np.array([S // 2, S]))
+    assert reasons == [BAD, SKIP_NO_TF_YET]
+    assert not tf.is_static("camera_optical_frame", "marker")
+
+
+def test_pose_series_with_bad_samples_and_no_good_one():
+    series = PoseSeries.from_samples(np.zeros(0), np.zeros((0, 4, 4)), np.array([S]), [BAD])
+    _, reasons = series.interpolate(np.array([S - S // 100, 2 * S]), tolerance_s=0.05, max_gap_s=0.5)
+    assert reasons == [BAD, SKIP_NO_TF_YET]

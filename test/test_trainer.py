@@ -30,7 +30,7 @@ from reloc_ros.errors import RelocError
 from reloc_ros.training import apr_trainer
 from reloc_ros.training.trainer import TrainConfig, checkpoint_path_for, load_checkpoint, train
 
-TINY = dict(backbone="resnet18", input_size=(32, 24), batch_size=8, epochs=2, min_frames=10)
+TINY = {"backbone": "resnet18", "input_size": (32, 24), "batch_size": 8, "epochs": 2, "min_frames": 10}
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The trainer node's parameters without ROS: made from the train options, vs YAML, README and the launch file;
-trainer_options and its errors; the epoch line the node reads."""
+"""The trainer node's parameters without ROS: made from the train options, checked as the CLI checks them.
+
+Checked against the YAML file, the README and the launch file; trainer_options
+and its errors; the epoch line the node reads.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ def _same(a, b) -> bool:
 
 
 def _cli_train(*argv: str) -> dict:
-    """The option values ``reloc-ros train ARGV`` parses to (argparse's, as a plain dict)."""
+    """Return the option values ``reloc-ros train ARGV`` parses to (argparse's, as a plain dict)."""
     args = vars(build_parser().parse_args(["train", *argv]))
     for key in ("func", "train_parser", "command", "verbose", "quiet"):
         args.pop(key)
@@ -223,7 +226,8 @@ def test_trainer_options_pass_values_through(tmp_path):
     assert (o.device, o.resume, o.onnx, o.cache_dir) == ("cpu", True, True, tmp_path / "cache")
 
 
-def test_trainer_options_expand_the_home_directory(tmp_path):
+def test_trainer_options_expand_the_home_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # the model's directory must be writable
     o = T.trainer_options({"bags": ["~/a_bag"], "output": "~/m.pt", "cache_dir": "~/cache"})
     assert (o.bags, o.out, o.cache_dir) == ((Path.home() / "a_bag",), Path.home() / "m.pt", Path.home() / "cache")
 
@@ -250,7 +254,7 @@ def test_trainer_options_errors(tmp_path):
     with pytest.raises(ValueError, match=r"unknown option 'epoch'"):
         T.trainer_options({**base, "config_file": str(bad)})
     bad.write_text("input_size: 96by72\n")
-    with pytest.raises(ValueError, match=r"option 'input_size': size '96by72' is not WIDTHxHEIGHT"):
+    with pytest.raises(ValueError, match=r"option 'input_size' = '96by72' is invalid: must be WIDTHxHEIGHT"):
         T.trainer_options({**base, "config_file": str(bad)})
     with pytest.raises(ValueError, match=r"'model' = 'dsac' .* posenet, lrf-posenet, camnet, pmnet"):
         T.trainer_options({**base, "model": "dsac"})
@@ -260,6 +264,30 @@ def test_trainer_options_errors(tmp_path):
         T.trainer_options({**base, "input_size": [64]})
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) lr; valid: bags"):
         T.trainer_options({**base, "lr": 0.1})   # an option, but not a parameter: config_file takes it
+
+
+@pytest.mark.parametrize("size", [[100000, 100000], [-32, 32], [0, 10], [64, 48, 3]])
+def test_trainer_options_refuse_bad_input_sizes_with_the_limit(tmp_path, size):
+    base = {"bags": ["a"], "output": str(tmp_path / "m.pt")}
+    with pytest.raises(ValueError, match=rf"parameter 'input_size' = {re.escape(str(size))} is invalid: must be "
+                                         r"\[width, height\] with both in \[1, 4096\] pixels"):
+        T.trainer_options({**base, "input_size": size})
+    assert T.trainer_options({**base, "input_size": [4096, 4096]}).config.input_size == (4096, 4096)
+
+
+def test_trainer_options_check_the_outputs_before_any_work(tmp_path):
+    (tmp_path / "dir.pt").mkdir()
+    with pytest.raises(ValueError, match=r"cannot write the model '.*dir\.pt': it is a directory"):
+        T.trainer_options({"bags": ["a"], "output": str(tmp_path / "dir.pt")})
+    with pytest.raises(ValueError, match=r"cannot write the model '.*m\.pt': directory '.*nope' does not exist"):
+        T.trainer_options({"bags": ["a"], "output": str(tmp_path / "nope" / "m.pt")})
+    (tmp_path / "m.pt.ckpt").mkdir()
+    with pytest.raises(ValueError, match=r"cannot write the checkpoint '.*m\.pt\.ckpt': it is a directory"):
+        T.trainer_options({"bags": ["a"], "output": str(tmp_path / "m.pt")})
+    (tmp_path / "n.onnx").mkdir()
+    assert T.trainer_options({"bags": ["a"], "output": str(tmp_path / "n.pt")}).onnx is False
+    with pytest.raises(ValueError, match=r"cannot write the ONNX model '.*n\.onnx': it is a directory"):
+        T.trainer_options({"bags": ["a"], "output": str(tmp_path / "n.pt"), "onnx": True})
 
 
 # --------------------------------------------------------------------------

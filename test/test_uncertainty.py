@@ -21,7 +21,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 from scipy.stats import chi2
 
-from reloc_ros.geometry import make_pose
+from reloc_ros.geometry import covariance_from_std, make_pose
 from reloc_ros.runtime import uncertainty as U
 
 
@@ -122,3 +122,21 @@ def test_chi2_cdf_and_confidence():
     mid = np.diag([0.25 ** 2] * 3 + [math.radians(0.01) ** 2] * 3)
     assert U.confidence(mid, (0.5, 10.0)) == pytest.approx(chi2.cdf((0.5 / 0.25) ** 2, 3), rel=1e-6)
     assert U.confidence(mid, (1.0, 10.0)) > U.confidence(mid, (0.5, 10.0))
+
+
+def test_chi2_cdf_stays_a_probability_for_any_input():
+    x = np.array([0.0, 1e-300, 2.5e-17, 1e-12, 1e-6, 1e-3, 0.5, 0.999, 1.0, 1.001, 7.81, 50.0, 1e6, np.inf])
+    p = U.chi2_3_cdf(x)
+    assert np.all((p >= 0.0) & (p <= 1.0))
+    np.testing.assert_allclose(p, chi2.cdf(x, 3), rtol=1e-12, atol=0)  # accurate where the closed form cancels
+    assert U.chi2_3_cdf(2.5e-17) > 0.0  # the closed form gave -8e-25 here
+    assert U.chi2_3_cdf(-1.0) == 0.0 and U.chi2_3_cdf(np.nan) == 0.0 and U.chi2_3_cdf(np.inf) == 1.0
+    # A diverged model's covariance (sigma 1e8 m): confidence 0, not a tiny negative probability.
+    conf = U.confidence(covariance_from_std(1e8, np.radians(1.0)))
+    assert 0.0 <= conf < 1e-20
+
+
+@pytest.mark.parametrize("tolerance", [(-0.5, 10.0), (0.5, 0.0), (float("nan"), 10.0), (0.5, float("inf"))])
+def test_confidence_refuses_a_tolerance_that_is_not_one(tolerance):
+    with pytest.raises(ValueError, match=r"tolerance must be \(metres, degrees\), both finite and > 0"):
+        U.confidence(np.eye(6) * 0.01, tolerance)

@@ -39,8 +39,8 @@ import sys
 from typing import Sequence
 
 from reloc_ros import __version__
-from reloc_ros.cli.common import (add_bag_source_args, bag_source_from_args, map_config_from_args, parse_size,
-                                  positive_int)
+from reloc_ros.cli.common import (ArgumentParser, add_bag_source_args, bag_source_from_args, map_config_from_args,
+                                  parse_size, positive_int)
 from reloc_ros.cli.data_cmds import add_bench_parser, add_extract_parser, add_synth_parser
 from reloc_ros.cli.demo_cmd import add_demo_parser
 from reloc_ros.cli.eval_cmds import add_eval_parser, add_replay_parser
@@ -56,7 +56,7 @@ log = logging.getLogger("reloc_ros")
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of ``reloc-ros`` and every subcommand."""
-    parser = argparse.ArgumentParser(prog="reloc-ros", description="Learned visual relocalization for ROS 2.")
+    parser = ArgumentParser(prog="reloc-ros", description="Learned visual relocalization for ROS 2.")
     parser.add_argument("--version", action="version", version=f"reloc_ros {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")

@@ -15,17 +15,23 @@
 """What several ``reloc-ros`` subcommands share: argument types, declared options as arguments, bag source, map.
 
 :func:`add_options` turns declared options
-(:class:`~reloc_ros.training.options.TrainOption`) into argparse arguments;
-the bag-source and feature-map arguments of every subcommand come from the
-same declaration as those of ``reloc-ros train``.
+(:class:`~reloc_ros.training.options.TrainOption`) into argparse arguments,
+each checked by :func:`~reloc_ros.training.options.check_option_value` as a
+``--config`` file and the trainer node check it; the bag-source and
+feature-map arguments of every subcommand come from the same declaration as
+those of ``reloc-ros train``. :class:`ArgumentParser` takes a value that
+starts with '-' where one is due (``--input-size -32x32``, ``--lr -1e-3``),
+so the option's own check says what is wrong with it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
-from typing import Any, Sequence
+import re
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger("reloc_ros")
 
@@ -51,8 +57,78 @@ def positive_int(text: str) -> int:
     return v
 
 
+def positive_float(text: str) -> float:
+    """Argparse type: a finite number > 0 (not nan, not inf)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"'{text}' is invalid: must be a finite number > 0")
+    return v
+
+
+def option_type(option) -> Callable[[str], Any]:
+    """Return the argparse type of a declared option: its value checked by ``check_option_value``."""
+    from reloc_ros.training.options import check_option_value
+
+    def parse(text: str) -> Any:
+        try:
+            return check_option_value(option, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = option.type
+    return parse
+
+
 ARG_TYPES = {"int": int, "float": float, "positive_int": positive_int, "size": parse_size, "path": Path}
-"""The argparse type of each option type (:data:`reloc_ros.training.options.TYPES`); none for str and flag."""
+"""Plain argparse types of the option types; declared options get :func:`option_type` (none for str and flag)."""
+
+_VALUE_LIKE = re.compile(r"-(\d|\.\d|inf|nan)", re.IGNORECASE)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, except that an option due one value takes the next word even if it starts with '-'.
+
+    argparse reads ``--input-size -32x32`` or ``--lr -1e-3`` as an option
+    without its value ("expected one argument"); here the word is the value,
+    as in ``--input-size=-32x32``, so the option's type says what is wrong
+    with it (a negative size, a learning rate <= 0). Only words that start
+    with '-' and a digit, '.', 'inf' or 'nan' are taken so: no option of
+    reloc-ros looks like that. Subcommand parsers are of this class too.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        """Parse as argparse does, after joining such option/value pairs into ``--option=value``."""
+        import sys
+
+        words = list(sys.argv[1:] if args is None else args)
+        joined, i = [], 0
+        while i < len(words):
+            word = words[i]
+            if word == "--":
+                joined += words[i:]
+                break
+            action = self._value_option(word)
+            if action is not None and i + 1 < len(words) and _VALUE_LIKE.match(words[i + 1]):
+                joined.append(f"{word}={words[i + 1]}")
+                i += 2
+                continue
+            joined.append(word)
+            i += 1
+        return super().parse_known_args(joined, namespace)
+
+    def _value_option(self, word: str):
+        """Return the action of ``word`` if it is an option (or a unique prefix of one) due exactly one value."""
+        if not word.startswith("--") or "=" in word:
+            return None
+        actions = {flag: a for a in self._actions for flag in a.option_strings}
+        names = [word] if word in actions else [f for f in actions if f.startswith(word)] if self.allow_abbrev else []
+        if len(names) != 1:
+            return None
+        action = actions[names[0]]
+        return action if action.nargs is None else None
 
 
 def add_options(parser: argparse.ArgumentParser, options: Sequence, title: str | None = None) -> None:
@@ -72,8 +148,10 @@ def add_options(parser: argparse.ArgumentParser, options: Sequence, title: str |
         if o.type == "flag":
             kwargs["action"] = "store_true"
         else:
-            if o.type in ARG_TYPES:
-                kwargs["type"] = ARG_TYPES[o.type]
+            if o.type == "path":
+                kwargs["type"] = Path
+            elif o.type != "str":
+                kwargs["type"] = option_type(o)
             for key in ("choices", "metavar", "nargs"):
                 if getattr(o, key) is not None:
                     kwargs[key] = getattr(o, key)

@@ -35,10 +35,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    """Write the image-aligned ground-truth trajectory of bags (TUM format)."""
+    """Write the image-aligned ground-truth trajectory of bags (TUM format).
+
+    The output path is checked before the bags are read; frames whose image
+    cannot be decoded are left out and counted, as in training.
+    """
     from reloc_ros.data.bag import read_bag_dataset
     from reloc_ros.data.types import write_tum
+    from reloc_ros.io_utils import check_output_file
 
+    check_output_file(args.tum, "--tum output")
     ds = read_bag_dataset(args.bags, bag_source_from_args(args), load_images=False, progress=not args.quiet)
     write_tum(args.tum, ds.stamps_ns, ds.poses_n44)
     print(f"wrote {len(ds)} poses of '{ds.camera_frame}' in '{ds.map_frame}' to {args.tum} (TUM format)")

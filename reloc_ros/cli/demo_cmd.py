@@ -22,6 +22,7 @@ from pathlib import Path
 
 from reloc_ros.cli.common import add_map_args, build_map, log, map_config_from_args, parse_size, positive_int
 from reloc_ros.errors import RelocError
+from reloc_ros.training.options import MAX_IMAGE_SIDE
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -43,9 +44,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from reloc_ros.plots import plot_topdown
     from reloc_ros.runtime.replay import replay
     from reloc_ros.evaluation import format_report, mean_pose_baseline, save_eval_plots, write_report_json
+    from reloc_ros.io_utils import check_output_dir
     from reloc_ros.training.trainer import TrainConfig, checkpoint_path_for, train
 
-    out = Path(args.out)
+    out = check_output_dir(args.out)  # a file there, or an unwritable folder: said before any work
     out.mkdir(parents=True, exist_ok=True)
     rate_hz = 10.0
     lap_m = make_run(route="train", frames=args.frames, size=args.size, seed=args.seed,
@@ -113,7 +115,8 @@ def add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the main job on the built-in synthetic default")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: demo_out)")
     p.add_argument("--frames", type=positive_int, default=300, help="mapping frames; query gets half (default: 300)")
-    p.add_argument("--size", type=parse_size, default=(160, 120), metavar="WxH", help="image size (default: 160x120)")
+    p.add_argument("--size", type=parse_size, default=(160, 120), metavar="WxH",
+                   help=f"image size (default: 160x120; width and height at most {MAX_IMAGE_SIDE})")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
     p.add_argument("--scene", default="textured_room",
                    help="synthetic scene preset: textured_room (default: surfaces with grain, as real rooms have), "
@@ -122,7 +125,7 @@ def add_demo_parser(sub) -> None:
                    help="default: posenet (camnet trains with a ResNet-18 here, for time)")
     p.add_argument("--epochs", type=positive_int, default=20, help="default: 20 (more is more accurate)")
     p.add_argument("--input-size", type=parse_size, default=(80, 80), metavar="WxH",
-                   help="network input (default: 80x80, small for CPUs)")
+                   help=f"network input (default: 80x80, small for CPUs; width and height at most {MAX_IMAGE_SIDE})")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="no feature map: the learned poses alone (for comparison)")
     add_map_args(p)

@@ -17,9 +17,32 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from reloc_ros.cli.common import add_bag_source_args, bag_source_from_args
+
+
+def probability(text: str) -> float:
+    """Parse a probability option: a finite number in [0, 1] (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1], got {text!r}")
+    return value
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Check --json, --tum and --plots can be written, before any work (ValueError naming the path)."""
+    from reloc_ros.io_utils import check_output_dir, check_output_file
+
+    for opt, path in (("--json", args.json), ("--tum", args.tum)):
+        if path is not None:
+            check_output_file(path, f"{opt} output", make_parents=True)
+    if args.plots is not None:
+        check_output_dir(args.plots, "--plots folder")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -27,6 +50,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from reloc_ros.evaluation import evaluate_model_on_bags, format_report
     from reloc_ros.modelfile import read_model_metadata
 
+    check_outputs(args)
     meta = read_model_metadata(args.model)
     source = bag_source_from_args(args, trained_with=meta.get("bag_source"))
     pred, ds, report, cov = evaluate_model_on_bags(args.model, args.bags, source, progress=not args.quiet,
@@ -53,17 +77,21 @@ def write_outputs(args: argparse.Namespace, report: dict | None, pred, gt, cov, 
         for path in save_eval_plots(args.plots, pred, gt, report, title=Path(args.model).name, covariances=cov):
             print(f"wrote {path}")
     if args.tum:
+        Path(args.tum).parent.mkdir(parents=True, exist_ok=True)  # as --json and --plots do
         write_tum(args.tum, *tum)
         print(f"wrote {args.tum}")
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run a bag through the relocalizer as the node would; write its outputs to a new bag."""
+    from reloc_ros.io_utils import check_new_dir
     from reloc_ros.runtime.recovery import RecoveryConfig
     from reloc_ros.runtime.replay import replay
     from reloc_ros.evaluation import format_report
     from reloc_ros.modelfile import read_model_metadata
 
+    check_new_dir(args.out_bag, "output bag")  # before reading the model or the bag
+    check_outputs(args)
     meta = read_model_metadata(args.model)
     source = bag_source_from_args(args, trained_with=meta.get("bag_source"))
     result = replay(args.model, [args.in_bag], args.out_bag, source, base_frame=args.base_frame,
@@ -119,8 +147,8 @@ def add_replay_parser(sub) -> None:
     p.add_argument("--base-frame", default="base_link", help="robot body frame (default: base_link)")
     p.add_argument("--odom-frame", default="odom", help="odom frame; '' if the robot has none (default: odom)")
     p.add_argument("--no-tf", action="store_true", help="do not write the map -> odom correction")
-    p.add_argument("--min-confidence", type=float, default=0.5,
-                   help="below this confidence no TF correction is written (default: 0.5)")
+    p.add_argument("--min-confidence", type=probability, default=0.5,
+                   help="below this confidence (a probability in [0, 1]) no TF correction is written (default: 0.5)")
     p.add_argument("--no-recovery", action="store_true", help="no kidnapped-robot detection (/initialpose)")
     p.add_argument("--allow-unverified", action="store_true",
                    help="also write TF and /initialpose for learned-only (unverified) poses; by default only "

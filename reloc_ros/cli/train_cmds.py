@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 from reloc_ros.cli.common import (add_bag_source_args, add_map_args, add_options, bag_source_from_args, build_map,
-                                  map_config_from_args, positive_int)
+                                  map_config_from_args, positive_float, positive_int)
 from reloc_ros.errors import RelocError
 
 
@@ -47,8 +47,10 @@ def load_config_file(path: Path) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model on bags and export it (and, unless --map none, build its feature map)."""
+    from reloc_ros.training.loop import check_outputs
     from reloc_ros.training.trainer import train
 
+    check_outputs(args.out, onnx=args.onnx)  # the model, its .ckpt and .onnx: before any work
     cfg = train_config_from_args(args)
     source = bag_source_from_args(args)
     map_config = map_config_from_args(args) if args.map != "none" else None
@@ -79,7 +81,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     """Build (or rebuild) the feature map of an existing model from mapping bags, without retraining."""
     from reloc_ros.modelfile import read_model_metadata
 
-    meta = read_model_metadata(args.model)
+    meta = read_model_metadata(args.model)  # build_map checks that the model can be rewritten before any work
     source = bag_source_from_args(args, trained_with=meta.get("bag_source"))
     build_map(args.model, args.bags, source, map_config_from_args(args), not args.quiet)
     return 0
@@ -87,8 +89,18 @@ def cmd_map(args: argparse.Namespace) -> int:
 
 def cmd_align(args: argparse.Namespace) -> int:
     """PMNet_ud: align a PMNet model on the images of bags whose poses are never read."""
-    from reloc_ros.io_utils import atomic_write_text
+    from reloc_ros.io_utils import atomic_write_text, check_output_file
     from reloc_ros.training.pmnet_align import align_unlabelled
+    from reloc_ros.training.pmnet_trainer import sidecar_path_for
+
+    # Before any work: the aligned model (default MODEL_ud.pt beside MODEL, as align_unlabelled names it),
+    # its .pmnet sidecar and the report.
+    model = Path(args.model)
+    out = Path(args.out) if args.out is not None else model.with_name(model.stem + "_ud" + model.suffix)
+    check_output_file(out, "aligned model")
+    check_output_file(sidecar_path_for(out), "aligned model's sidecar")
+    if args.json:
+        check_output_file(args.json, "report JSON")
 
     print(f"aligning {args.model} on the images of {', '.join(map(str, args.unlabelled))}; no ground truth is read "
           "from them (no TF, no pose topic)")
@@ -143,7 +155,7 @@ def add_align_parser(sub) -> None:
     p.add_argument("--image-topic", help="colour image topic (default: the bags' only one)")
     p.add_argument("--losses", default="image,posemap", help="terms of eq. 5 (default: image,posemap)")
     p.add_argument("--epochs", type=positive_int, default=2, help="default: 2")
-    p.add_argument("--lr", type=float, default=1e-5, help="default: 1e-5 (the paper's)")
+    p.add_argument("--lr", type=positive_float, default=1e-5, help="default: 1e-5 (the paper's)")
     p.add_argument("--batch-size", type=positive_int, default=4,
                    help="default: 4 (the triplet loss takes its negatives from the batch)")
     p.add_argument("--seed", type=int, default=0, help="default: 0")

@@ -183,6 +183,50 @@ def _data_buffer(data: Any) -> np.ndarray:
                      f"a numpy uint8 array or a list of ints")
 
 
+# Why an image cannot be decoded (UndecodableImage.reason), as readers count skipped frames.
+UNKNOWN_ENCODING = "unknown encoding"
+NOT_COLOUR = "encoding has no colour meaning"
+ZERO_SIZE = "zero size"
+BAD_STEP = "step shorter than a row"
+DATA_LENGTH = "data length is not height x step"
+ODD_WIDTH = "odd width for a pixel-pair encoding"
+COMPRESSED_DEPTH = "compressedDepth, not colour"
+COMPRESSED_EMPTY = "compressed data empty"
+COMPRESSED_UNREADABLE = "compressed data not decodable"
+DEPTH_ENCODING = "not a depth encoding"
+
+
+class UndecodableImage(ValueError):
+    """An image message that cannot be decoded; ``reason`` names the kind of problem (one of the constants above)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _layout(msg: Any) -> tuple[np.dtype, int, int, int, int, np.ndarray]:
+    """(dtype, channels, height, width, step, data bytes) of an Image, after every check of the header and size."""
+    encoding = str(msg.encoding)
+    try:
+        dtype, channels = encoding_layout(encoding)
+    except ValueError as exc:
+        raise UndecodableImage(str(exc), UNKNOWN_ENCODING) from None
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise UndecodableImage(f"image '{encoding}' has zero size ({width}x{height}); a valid image has width, "
+                               f"height > 0", ZERO_SIZE)
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise UndecodableImage(f"image step {step} is smaller than one row of {width} px x "
+                               f"{channels * dtype.itemsize} bytes/px = {row_bytes} bytes for encoding '{encoding}'",
+                               BAD_STEP)
+    buf = _data_buffer(msg.data)
+    if buf.size != height * step:
+        raise UndecodableImage(f"image data has {buf.size} bytes but height x step = {height} x {step} = "
+                               f"{height * step} (encoding '{encoding}', {width}x{height})", DATA_LENGTH)
+    return dtype, channels, height, width, step, buf
+
+
 def image_to_numpy(msg: Any) -> np.ndarray:
     """Pixels of a ``sensor_msgs/Image`` as a numpy array, with cv_bridge's semantics.
 
@@ -195,22 +239,11 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     host's, so the result always has a native-order dtype that OpenCV and
     torch accept, or when ``data`` is a Python list.
 
-    Raises ``ValueError`` for an unknown encoding, an empty image, a ``step``
-    shorter than a row, or ``data`` whose length is not ``height * step``.
+    Raises :class:`UndecodableImage` (a ``ValueError``) for an unknown
+    encoding, an empty image, a ``step`` shorter than a row, or ``data``
+    whose length is not ``height * step``.
     """
-    encoding = str(msg.encoding)
-    dtype, channels = encoding_layout(encoding)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height <= 0 or width <= 0:
-        raise ValueError(f"image '{encoding}' has zero size ({width}x{height}); a valid image has width, height > 0")
-    row_bytes = width * channels * dtype.itemsize
-    if step < row_bytes:
-        raise ValueError(f"image step {step} is smaller than one row of {width} px x {channels * dtype.itemsize} "
-                         f"bytes/px = {row_bytes} bytes for encoding '{encoding}'")
-    buf = _data_buffer(msg.data)
-    if buf.size != height * step:
-        raise ValueError(f"image data has {buf.size} bytes but height x step = {height} x {step} = "
-                         f"{height * step} (encoding '{encoding}', {width}x{height})")
+    dtype, channels, height, width, step, buf = _layout(msg)
     msg_big = bool(msg.is_bigendian)
     view_dtype = dtype.newbyteorder(">" if msg_big else "<") if dtype.itemsize > 1 else dtype
     # One strided view over the whole buffer: rows `step` bytes apart, pixels packed within a row.
@@ -219,6 +252,34 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     if dtype.itemsize > 1 and msg_big != _HOST_BIGENDIAN:
         out = out.astype(dtype.newbyteorder("="))
     return out[:, :, 0] if channels == 1 else out
+
+
+def _check_colour(encoding: str, dtype: np.dtype, channels: int, width: int) -> None:
+    """Raise UndecodableImage unless image_to_rgb8 can turn this layout into colour."""
+    if dtype.kind == "f":
+        raise UndecodableImage(f"image encoding '{encoding}' is a depth/float image, not colour; "
+                               f"use reloc_ros.conversions.depth_to_metres for depth", NOT_COLOUR)
+    named = encoding in NAMED_ENCODINGS and dtype in (_U8, _U16)
+    if not (named or (channels == 1 and dtype in (_U8, _U16))):
+        raise UndecodableImage(
+            f"image encoding '{encoding}' has no defined colour meaning; image_to_rgb8 supports "
+            f"rgb8/bgr8/rgba8/bgra8 (and 16-bit forms), mono8/mono16/8UC1/16UC1, bayer_*8/16, "
+            f"{'/'.join(_YUV422_CODES)}", NOT_COLOUR)
+    if encoding in _YUV422_CODES and width % 2:
+        raise UndecodableImage(f"image encoding '{encoding}' packs pixel pairs and needs an even width, got {width}",
+                               ODD_WIDTH)
+
+
+def check_rgb8_image(msg: Any) -> tuple[int, int]:
+    """Return ``(width, height)`` of a ``sensor_msgs/Image`` that :func:`image_to_rgb8` can decode.
+
+    Checks the header and the data length only, no pixel is converted:
+    :class:`UndecodableImage` (with its ``reason``) exactly where decoding
+    would fail.
+    """
+    dtype, channels, height, width, _, _ = _layout(msg)
+    _check_colour(str(msg.encoding), dtype, channels, width)
+    return width, height
 
 
 def _u16_to_u8(img: np.ndarray) -> np.ndarray:
@@ -247,9 +308,15 @@ def image_to_rgb8(msg: Any) -> np.ndarray:
     encoding = str(msg.encoding)
     img = image_to_numpy(msg)
     dtype, channels = encoding_layout(encoding)
-    if dtype.kind == "f":
-        raise ValueError(f"image encoding '{encoding}' is a depth/float image, not colour; "
-                         f"use reloc_ros.conversions.depth_to_metres for depth")
+    _check_colour(encoding, dtype, channels, img.shape[1])
+    try:
+        return _to_rgb8(img, encoding, dtype)
+    except cv2.error as exc:  # a layout OpenCV refuses: undecodable, never a crash of the reader
+        raise UndecodableImage(f"OpenCV cannot convert this '{encoding}' image ({img.shape[1]}x{img.shape[0]}) "
+                               f"to RGB: {exc}", NOT_COLOUR) from None
+
+
+def _to_rgb8(img: np.ndarray, encoding: str, dtype: np.dtype) -> np.ndarray:
     img8 = _u16_to_u8(img) if dtype == _U16 else img
     if encoding == "rgb8":
         return img
@@ -268,12 +335,8 @@ def image_to_rgb8(msg: Any) -> np.ndarray:
         return _u16_to_u8(rgb) if rgb.dtype == np.uint16 else rgb
     if encoding in _YUV422_CODES:
         return cv2.cvtColor(np.ascontiguousarray(img), _YUV422_CODES[encoding])
-    if channels == 1 and dtype in (_U8, _U16):
-        # mono8, mono16, 8UC1, 16UC1: grey replicated.
-        return cv2.cvtColor(img8, cv2.COLOR_GRAY2RGB)
-    raise ValueError(f"image encoding '{encoding}' has no defined colour meaning; image_to_rgb8 supports "
-                     f"rgb8/bgr8/rgba8/bgra8 (and 16-bit forms), mono8/mono16/8UC1/16UC1, bayer_*8/16, "
-                     f"{'/'.join(_YUV422_CODES)}")
+    # mono8, mono16, 8UC1, 16UC1 (the only layouts _check_colour lets through besides the above): grey replicated.
+    return cv2.cvtColor(img8, cv2.COLOR_GRAY2RGB)
 
 
 def depth_to_metres(msg: Any) -> np.ndarray:
@@ -285,8 +348,8 @@ def depth_to_metres(msg: Any) -> np.ndarray:
     """
     encoding = str(msg.encoding)
     if encoding not in ("16UC1", "32FC1"):
-        raise ValueError(f"depth image encoding must be 16UC1 (millimetres) or 32FC1 (metres) per REP-118, "
-                         f"got '{encoding}'")
+        raise UndecodableImage(f"depth image encoding must be 16UC1 (millimetres) or 32FC1 (metres) per REP-118, "
+                               f"got '{encoding}'", DEPTH_ENCODING)
     img = image_to_numpy(msg)
     if encoding == "16UC1":
         depth = img.astype(np.float32) * np.float32(1e-3)
@@ -297,24 +360,50 @@ def depth_to_metres(msg: Any) -> np.ndarray:
     return depth
 
 
+def _compressed_buffer(msg: Any) -> tuple[str, np.ndarray]:
+    fmt = str(getattr(msg, "format", ""))
+    if "compresseddepth" in fmt.lower():
+        raise UndecodableImage(f"CompressedImage format '{fmt}' is compressedDepth (depth transport), not a colour "
+                               f"jpeg/png image", COMPRESSED_DEPTH)
+    buf = _data_buffer(msg.data)
+    if buf.size == 0:
+        raise UndecodableImage(f"CompressedImage (format '{fmt}') has no data", COMPRESSED_EMPTY)
+    return fmt, buf
+
+
+def _imdecode(buf: np.ndarray, fmt: str, flags: int) -> np.ndarray:
+    try:
+        decoded = cv2.imdecode(buf, flags)
+    except cv2.error:
+        decoded = None
+    if decoded is None or decoded.size == 0:
+        raise UndecodableImage(f"CompressedImage data ({buf.size} bytes) could not be decoded as jpeg or png "
+                               f"(format field '{fmt}')", COMPRESSED_UNREADABLE)
+    return decoded
+
+
+def check_compressed_rgb8(msg: Any) -> tuple[int, int]:
+    """Return ``(width, height)`` of a ``sensor_msgs/CompressedImage`` that :func:`compressed_to_rgb8` can decode.
+
+    :class:`UndecodableImage` (with its ``reason``) exactly where decoding
+    would fail. The data is decoded once as grey (no colour conversion), the
+    only way to know that a jpeg/png body is readable.
+    """
+    fmt, buf = _compressed_buffer(msg)
+    grey = _imdecode(buf, fmt, cv2.IMREAD_GRAYSCALE)
+    return int(grey.shape[1]), int(grey.shape[0])
+
+
 def compressed_to_rgb8(msg: Any) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) as ``(H, W, 3)`` uint8 RGB.
 
     Decoded with ``cv2.imdecode``; grey images are replicated to three
     channels and 16-bit PNGs reduced to 8 bits. ``compressedDepth`` (the
-    depth transport, with its own header) is refused.
+    depth transport, with its own header) is refused. Every failure is an
+    :class:`UndecodableImage` (a ``ValueError``) saying why.
     """
-    fmt = str(getattr(msg, "format", ""))
-    if "compresseddepth" in fmt.lower():
-        raise ValueError(f"CompressedImage format '{fmt}' is compressedDepth (depth transport), not a colour "
-                         f"jpeg/png image")
-    buf = _data_buffer(msg.data)
-    if buf.size == 0:
-        raise ValueError(f"CompressedImage (format '{fmt}') has no data")
-    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if decoded is None:
-        raise ValueError(f"CompressedImage data ({buf.size} bytes) could not be decoded as jpeg or png "
-                         f"(format field '{fmt}')")
+    fmt, buf = _compressed_buffer(msg)
+    decoded = _imdecode(buf, fmt, cv2.IMREAD_COLOR)
     # image_transport writes "<encoding>; <fmt> compressed <target>". The target is bgr8 for colour
     # (the file holds true colours). A producer that encoded rgb8 bytes as if BGR says so with an
     # rgb target, and then OpenCV's "BGR" output is already RGB.

@@ -26,7 +26,7 @@ import numpy as np
 
 from reloc_ros.conversions.messages import float_seq, message_class
 from reloc_ros.conversions.stamps import make_header, stamp_to_ns
-from reloc_ros.geometry import covariance_from_msg, covariance_to_msg, is_rigid, make_pose, pose_to_tq, quat_normalize
+from reloc_ros.geometry import covariance_from_msg, covariance_to_msg, is_rigid, make_pose, pose_to_tq
 
 # The four message types that carry a stamped pose, as stamped_pose_from_msg reads them.
 POSE_MSGTYPES: tuple[str, ...] = (
@@ -40,6 +40,19 @@ POSE_MSGTYPES: tuple[str, ...] = (
 # Odometry built from poses only). Zero would tell an EKF "perfectly known"; a huge diagonal is
 # the usual way to say "ignore this" (robot_localization, Nav2 documentation).
 UNKNOWN_VARIANCE = 1e6
+
+# tf2 ignores a transform whose quaternion's squared norm is 1 +- this or further off
+# (TF_DENORMALIZED_QUATERNION in tf2/src/buffer_core.cpp of ros2/geometry2, as in ROS 1:
+# ``static double QUATERNION_NORMALIZATION_TOLERANCE = 10e-3;`` checked as
+# ``std::abs(w * w + x * x + y * y + z * z - 1.0f) < QUATERNION_NORMALIZATION_TOLERANCE``).
+# Quaternions within it are normalised; the rest are refused, as tf2 does.
+QUATERNION_NORMALIZATION_TOLERANCE = 10e-3
+
+# Why a pose or transform sample is unusable (InvalidPose.reason), as readers count them.
+BAD_NON_FINITE = "NaN or inf"
+BAD_ZERO_QUATERNION = "zero quaternion"
+BAD_NON_UNIT_QUATERNION = "non-unit quaternion"
+_ZERO_NORM2 = 1e-18  # squared norm below which a quaternion is all zeros (an uninitialised message)
 
 
 def _check_pose_matrix(T_44: np.ndarray, what: str) -> np.ndarray:
@@ -158,19 +171,80 @@ def _xyzw(q: Any) -> list[float]:
     return [float(q.x), float(q.y), float(q.z), float(q.w)]
 
 
+class InvalidPose(ValueError):
+    """A pose or transform with NaN/inf, a zero or a non-unit quaternion; ``reason`` says which (one of BAD_*)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def pose_sample_problems(t_n3: np.ndarray, q_n4: np.ndarray) -> list[str | None]:
+    """Per sample (translation, quaternion (x, y, z, w)): why tf2 would ignore it (a BAD_* reason), or None.
+
+    The vectorised form of the checks of :func:`unit_quaternion`, for the
+    thousands of transforms of a bag.
+    """
+    t = np.asarray(t_n3, dtype=np.float64).reshape(-1, 3)
+    q = np.asarray(q_n4, dtype=np.float64).reshape(-1, 4)
+    finite = np.isfinite(t).all(1) & np.isfinite(q).all(1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        norm2 = np.where(finite, (q * q).sum(1), 1.0)
+    out: list[str | None] = [None] * len(q)
+    for i in np.flatnonzero(~finite | (np.abs(norm2 - 1.0) >= QUATERNION_NORMALIZATION_TOLERANCE)):
+        out[i] = (BAD_NON_FINITE if not finite[i] else
+                  BAD_ZERO_QUATERNION if norm2[i] < _ZERO_NORM2 else BAD_NON_UNIT_QUATERNION)
+    return out
+
+
+def unit_quaternion(q_xyzw: Any, what: str = "quaternion") -> np.ndarray:
+    """Return the quaternion ``(x, y, z, w)`` normalised, if tf2 would accept it; :class:`InvalidPose` otherwise.
+
+    tf2 accepts ``|x^2 + y^2 + z^2 + w^2 - 1| < QUATERNION_NORMALIZATION_TOLERANCE``
+    (0.01); NaN/inf, all-zero (an uninitialised message, never a silent
+    identity) and other non-unit quaternions are refused with the value.
+    """
+    q = np.asarray(q_xyzw, dtype=np.float64)
+    if q.shape != (4,):
+        raise ValueError(f"{what} must have 4 components (x, y, z, w), got shape {q.shape}")
+    if not np.all(np.isfinite(q)):
+        raise InvalidPose(f"{what} contains NaN or inf: {q.tolist()}", BAD_NON_FINITE)
+    norm2 = float(q @ q)
+    if norm2 < _ZERO_NORM2:
+        raise InvalidPose(f"{what} has zero norm (valid: a unit quaternion (x, y, z, w)): {q.tolist()}",
+                          BAD_ZERO_QUATERNION)
+    if abs(norm2 - 1.0) >= QUATERNION_NORMALIZATION_TOLERANCE:
+        raise InvalidPose(f"{what} {q.tolist()} is not a unit quaternion: x^2 + y^2 + z^2 + w^2 = {norm2:.6g}; "
+                          f"tf2 accepts 1 +- {QUATERNION_NORMALIZATION_TOLERANCE:g} (TF_DENORMALIZED_QUATERNION)",
+                          BAD_NON_UNIT_QUATERNION)
+    return q / np.sqrt(norm2)
+
+
+def _finite_xyz(v: Any, what: str) -> list[float]:
+    xyz = _xyz(v)
+    if not np.all(np.isfinite(xyz)):
+        raise InvalidPose(f"{what} contains NaN or inf: {xyz}", BAD_NON_FINITE)
+    return xyz
+
+
 def pose_to_matrix(pose_msg: Any) -> np.ndarray:
     """4x4 from ``geometry_msgs/Pose`` (position + orientation in (x, y, z, w) order).
 
-    The quaternion is normalised; NaN/inf or zero-norm ones raise
-    ``ValueError`` (such a pose carries no rotation and must not become identity).
+    The quaternion is normalised if tf2 would accept it (:func:`unit_quaternion`);
+    NaN/inf, zero-norm and other non-unit ones raise :class:`InvalidPose` (a
+    ``ValueError``): such a pose carries no rotation and must not become identity.
     """
-    return make_pose(_xyz(pose_msg.position), quat_normalize(_xyzw(pose_msg.orientation), "pose orientation"))
+    return make_pose(_finite_xyz(pose_msg.position, "pose position"),
+                     unit_quaternion(_xyzw(pose_msg.orientation), "pose orientation"))
 
 
 def transform_to_matrix(transform_msg: Any) -> np.ndarray:
-    """4x4 ``T_parent_child`` from ``geometry_msgs/Transform`` (translation + rotation (x, y, z, w))."""
-    return make_pose(_xyz(transform_msg.translation),
-                     quat_normalize(_xyzw(transform_msg.rotation), "transform rotation"))
+    """4x4 ``T_parent_child`` from ``geometry_msgs/Transform`` (translation + rotation (x, y, z, w)).
+
+    The rotation is checked as in :func:`pose_to_matrix` (tf2's rule).
+    """
+    return make_pose(_finite_xyz(transform_msg.translation, "transform translation"),
+                     unit_quaternion(_xyzw(transform_msg.rotation), "transform rotation"))
 
 
 def _normalise_msgtype(msgtype: str) -> str:

@@ -22,7 +22,11 @@ tf2 semantics where they matter for ground truth:
 * outside the recorded samples nothing is extrapolated except within a small
   tolerance (then the nearest sample is held), so a pose is never invented;
 * a second sample with the same stamp on the same edge is ignored (tf2's
-  TF_REPEATED_DATA), and counted.
+  TF_REPEATED_DATA), and counted;
+* a bad sample (NaN, zero or non-unit quaternion: tf2's TF_NAN_INPUT and
+  TF_DENORMALIZED_QUATERNION) is ignored; the lookups it would have served
+  (between its good neighbours on its edge) get the reason it was given
+  (:meth:`TfBuffer.add_bad`), so no pose comes from interpolating across it.
 
 Additionally, a gap between two samples wider than ``max_gap_s`` is refused:
 interpolating across a dropout of seconds would silently produce a wrong pose.
@@ -33,6 +37,7 @@ Lookups are vectorised over stamps because bag extraction asks for thousands.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,22 +54,33 @@ class TfLookupError(ValueError):
 
 @dataclass
 class PoseSeries:
-    """Samples of one time-varying transform, interpolated like tf2 does."""
+    """Samples of one time-varying transform, interpolated like tf2 does.
+
+    ``bad_stamps_ns`` / ``bad_reasons``: samples that were ignored (e.g. a
+    NaN quaternion) and the skip reason of every query they would have served.
+    """
 
     stamps_ns: np.ndarray
     poses_n44: np.ndarray
     duplicates: int = 0
+    bad_stamps_ns: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    bad_reasons: tuple[str, ...] = ()
 
     @classmethod
-    def from_samples(cls, stamps_ns: np.ndarray, poses_n44: np.ndarray) -> "PoseSeries":
-        """Sort samples by stamp; keep the first of samples sharing a stamp (tf2 rule)."""
-        stamps = np.asarray(stamps_ns, dtype=np.int64)
+    def from_samples(cls, stamps_ns: np.ndarray, poses_n44: np.ndarray, bad_stamps_ns: np.ndarray | None = None,
+                     bad_reasons: tuple[str, ...] | list[str] = ()) -> "PoseSeries":
+        """Sort samples by stamp; keep the first of samples sharing a stamp (tf2 rule); keep the bad ones apart."""
+        stamps = np.asarray(stamps_ns, dtype=np.int64).reshape(-1)
         poses = np.asarray(poses_n44, dtype=np.float64).reshape(-1, 4, 4)
         order = np.argsort(stamps, kind="stable")
         stamps, poses = stamps[order], poses[order]
         keep = np.ones(len(stamps), dtype=bool)
         keep[1:] = stamps[1:] != stamps[:-1]
-        return cls(stamps[keep], poses[keep], duplicates=int((~keep).sum()))
+        bad = np.asarray([] if bad_stamps_ns is None else bad_stamps_ns, dtype=np.int64).reshape(-1)
+        if len(bad) != len(bad_reasons):
+            raise ValueError(f"{len(bad)} bad sample stamps but {len(bad_reasons)} reasons")
+        return cls(stamps[keep], poses[keep], duplicates=int((~keep).sum()), bad_stamps_ns=bad,
+                   bad_reasons=tuple(bad_reasons))
 
     def __len__(self) -> int:
         return len(self.stamps_ns)
@@ -82,9 +98,11 @@ class PoseSeries:
         n = len(self.stamps_ns)
         out = np.tile(np.eye(4), (len(q), 1, 1))
         reasons: list[str | None] = [None] * len(q)
-        if n == 0:
-            return out, [SKIP_NO_TF_YET] * len(q)
         tol = int(tolerance_s * 1e9)
+        if n == 0:
+            reasons = [SKIP_NO_TF_YET] * len(q)
+            self._mark_bad(q, tol, reasons)
+            return out, reasons
         gap = int(max_gap_s * 1e9)
         hi = np.searchsorted(self.stamps_ns, q, side="left")  # first sample >= query
         t_all, q_all = pose_to_tq(self.poses_n44)
@@ -117,7 +135,25 @@ class PoseSeries:
             alpha = (q[ki] - t0) / (t1 - t0)
             trans = (1.0 - alpha)[:, None] * t_all[h - 1] + alpha[:, None] * t_all[h]
             out[ki] = make_pose(trans, slerp(q_all[h - 1], q_all[h], alpha))
+        self._mark_bad(q, tol, reasons)
         return out, reasons
+
+    def _mark_bad(self, q: np.ndarray, tol: int, reasons: list[str | None]) -> None:
+        """Give the reason of each bad sample to the queries it would have served.
+
+        That is every query between the bad sample's good neighbours (or
+        within ``tol`` of it where it has no neighbour on that side), unless
+        a good sample has the same stamp and took its place.
+        """
+        good = self.stamps_ns
+        for s, why in zip(self.bad_stamps_ns, self.bad_reasons):
+            i = int(np.searchsorted(good, s))
+            if i < len(good) and good[i] == s:
+                continue
+            after = q > good[i - 1] if i > 0 else q >= s - tol
+            before = q < good[i] if i < len(good) else q <= s + tol
+            for k in np.flatnonzero(after & before):
+                reasons[k] = why
 
 
 @dataclass
@@ -127,6 +163,9 @@ class _Edge:
     stamps: list[int] = field(default_factory=list)
     poses: list[np.ndarray] = field(default_factory=list)
     series: PoseSeries | None = None
+    bad_stamps: list[int] = field(default_factory=list)
+    bad_reasons: list[str] = field(default_factory=list)
+    bad_static: str | None = None  # reason of an ignored static sample
 
 
 class TfBuffer:
@@ -143,11 +182,11 @@ class TfBuffer:
         self.tolerance_s = tolerance_s
         self.max_gap_s = max_gap_s
         self._edges: dict[str, _Edge] = {}  # keyed by child frame
+        # Samples ignored while filling (as tf2 ignores them), by reason; kept by whoever fills the buffer.
+        self.ignored_samples: Counter = Counter()
 
     # ------------------------------------------------------------------ filling
-    def add(self, parent: str, child: str, stamp_ns: int, T_parent_child_44: np.ndarray,
-            static: bool = False) -> None:
-        """Add one transform sample ``parent -> child``."""
+    def _edge(self, parent: str, child: str) -> _Edge:
         parent, child = parent.lstrip("/"), child.lstrip("/")
         if not parent or not child:
             raise ValueError(f"transform with empty frame id: parent '{parent}', child '{child}'")
@@ -160,12 +199,33 @@ class TfBuffer:
             raise ValueError(
                 f"frame '{child}' has two parents, '{edge.parent}' and '{parent}'; a TF tree allows "
                 "one parent per frame (REP-105: map -> odom -> base_link, a localizer publishes map -> odom)")
+        return edge
+
+    def add(self, parent: str, child: str, stamp_ns: int, T_parent_child_44: np.ndarray,
+            static: bool = False) -> None:
+        """Add one transform sample ``parent -> child``."""
+        edge = self._edge(parent, child)
         T = np.asarray(T_parent_child_44, dtype=np.float64)
         if static:
             edge.static_pose = T
         else:
             edge.stamps.append(int(stamp_ns))
             edge.poses.append(T)
+            edge.series = None
+
+    def add_bad(self, parent: str, child: str, stamp_ns: int, reason: str, static: bool = False) -> None:
+        """Record an ignored sample ``parent -> child`` (NaN, bad quaternion, ...).
+
+        Its frames stay known, and every lookup the sample would have served
+        gets ``reason`` instead of a pose (a static one: every lookup through
+        the edge, unless a good static sample exists).
+        """
+        edge = self._edge(parent, child)
+        if static:
+            edge.bad_static = edge.bad_static or reason
+        else:
+            edge.bad_stamps.append(int(stamp_ns))
+            edge.bad_reasons.append(reason)
             edge.series = None
 
     @property
@@ -175,7 +235,8 @@ class TfBuffer:
     def _series(self, child: str) -> PoseSeries:
         edge = self._edges[child]
         if edge.series is None:
-            edge.series = PoseSeries.from_samples(np.asarray(edge.stamps), np.asarray(edge.poses))
+            edge.series = PoseSeries.from_samples(np.asarray(edge.stamps), np.asarray(edge.poses),
+                                                  np.asarray(edge.bad_stamps), edge.bad_reasons)
             if edge.series.duplicates:
                 log.warning("TF %s -> %s: ignored %d samples with a repeated stamp (TF_REPEATED_DATA)",
                             edge.parent, child, edge.series.duplicates)
@@ -225,11 +286,14 @@ class TfBuffer:
         reasons: list[str | None] = [None] * len(stamps)
         for child in frames_up[:-1]:
             edge = self._edges[child]
-            if edge.stamps:
+            if edge.stamps or (edge.bad_stamps and edge.static_pose is None):
                 T_edge, r = self._series(child).interpolate(stamps, self.tolerance_s, self.max_gap_s)
                 reasons = [a or b for a, b in zip(reasons, r)]
-            else:
+            elif edge.static_pose is not None:
                 T_edge = np.broadcast_to(edge.static_pose, (len(stamps), 4, 4))
+            else:  # only ignored static samples: no lookup through this edge has a pose
+                T_edge = np.broadcast_to(np.eye(4), (len(stamps), 4, 4))
+                reasons = [a or edge.bad_static for a in reasons]
             T = T_edge @ T  # T_parent_frame = T_parent_child @ T_child_frame
         return T, reasons
 

@@ -35,6 +35,19 @@ SKIP_UNDECODABLE = "image undecodable"
 SKIP_NO_POSE = "no ground-truth pose"
 SKIP_AFTER_LAST_TF = "no TF anymore (image after the last transform sample)"
 SKIP_DUPLICATE_STAMP = "duplicate image stamp"
+SKIP_NO_DEPTH = "no aligned depth image"
+SKIP_DEPTH_UNDECODABLE = "depth image undecodable"
+SKIP_IMAGE_SIZE = "image size differs from the topic's first image"
+SKIP_BAD_TF = "ground truth from a bad TF sample"
+SKIP_BAD_POSE = "ground truth from a bad pose sample"
+# Ground-truth samples (not frames) that are ignored, as tf2 ignores them (SkipReport.ignored_samples).
+BAD_TF_SAMPLE = "bad TF sample"
+BAD_POSE_SAMPLE = "bad pose sample"
+
+
+def with_detail(reason: str, detail: str) -> str:
+    """Return a reason with its detail, e.g. ``image undecodable (unknown encoding)``, as reports count it."""
+    return f"{reason} ({detail})"
 
 
 @dataclass(frozen=True)
@@ -74,12 +87,22 @@ class Intrinsics:
 
 @dataclass
 class SkipReport:
-    """Frames not used, counted by reason, so nothing disappears silently."""
+    """Frames not used, counted by reason, so nothing disappears silently.
+
+    ``ignored_samples`` counts, by reason, the ground-truth samples (TF,
+    pose topic) that were ignored as tf2 would ignore them (NaN, zero or
+    non-unit quaternion, ...); the frames whose ground truth they would have
+    given are in ``counts``. ``total`` counts frames only.
+    """
 
     counts: Counter = field(default_factory=Counter)
+    ignored_samples: Counter = field(default_factory=Counter)
 
     def add(self, reason: str, n: int = 1) -> None:
         self.counts[reason] += n
+
+    def add_ignored_sample(self, reason: str, n: int = 1) -> None:
+        self.ignored_samples[reason] += n
 
     @property
     def total(self) -> int:
@@ -87,9 +110,15 @@ class SkipReport:
 
     def __str__(self) -> str:
         if not self.counts:
-            return "no frames skipped"
-        parts = [f"{n} {reason}" for reason, n in self.counts.most_common()]
-        return f"{self.total} frames skipped: " + ", ".join(parts)
+            text = "no frames skipped"
+        else:
+            parts = [f"{n} {reason}" for reason, n in self.counts.most_common()]
+            text = f"{self.total} frames skipped: " + ", ".join(parts)
+        if self.ignored_samples:
+            n = sum(self.ignored_samples.values())
+            parts = [f"{k} {reason}" for reason, k in self.ignored_samples.most_common()]
+            text += f"; {n} ground-truth sample{'s' if n != 1 else ''} ignored: " + ", ".join(parts)
+        return text
 
 
 @dataclass
@@ -169,11 +198,13 @@ class PoseDataset:
 def write_tum(path: str | Path, stamps_ns: np.ndarray, poses_n44: np.ndarray) -> None:
     """Write a TUM trajectory (``stamp tx ty tz qx qy qz qw``), the format evo reads.
 
-    Written atomically: a crash never leaves a half-written file.
+    Written atomically: a crash never leaves a half-written file. A bad path
+    (a directory, a missing or read-only directory) is a ``ValueError`` saying so.
     """
     from reloc_ros.geometry import pose_to_tq
-    from reloc_ros.io_utils import atomic_write_text
+    from reloc_ros.io_utils import atomic_write_text, check_output_file
 
+    check_output_file(path, "TUM trajectory")
     t_n3, q_n4 = pose_to_tq(np.asarray(poses_n44).reshape(-1, 4, 4))
     lines = ["# timestamp tx ty tz qx qy qz qw"]
     for s, t, q in zip(np.asarray(stamps_ns, dtype=np.int64), t_n3, q_n4):

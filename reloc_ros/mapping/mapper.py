@@ -97,16 +97,18 @@ def build_model_map(model_path: str | Path, bags: Sequence[str | Path], source: 
 
     ``source`` (a :class:`~reloc_ros.data.bag.BagSource`) defaults to the
     bag options the model was trained with. Raises :class:`RelocError` when
-    the bags have no CameraInfo or no point can be triangulated.
+    the bags have no CameraInfo or no point can be triangulated, and
+    ``ValueError`` before any work when the model file cannot be rewritten.
     """
     from reloc_ros.data.bag import bag_source_from_metadata, read_bag_dataset
-    from reloc_ros.mapping.storage import embed_map
+    from reloc_ros.mapping.storage import check_map_target, embed_map
     from reloc_ros.runtime.verify import Verifier, calibrate
     from reloc_ros.modelfile import read_metadata
 
     t0 = time.perf_counter()
     config = config or MapConfig()
     meta = read_metadata(model_path)
+    check_map_target(model_path)
     source = bag_source_from_metadata(meta) if source is None else source
     check_camera_info(bags, source.image_topic)
     ds = read_bag_dataset(bags, source, image_size=None, progress=progress)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from reloc_ros.errors import RelocError
-from reloc_ros.io_utils import atomic_path
+from reloc_ros.io_utils import atomic_path, check_output_file
 from reloc_ros.mapping.featuremap import FeatureMap, digest
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,20 @@ def load_map(model_path: str | Path, metadata: Mapping[str, Any]) -> tuple[Featu
     return FeatureMap.from_bytes(data, what=f"feature map of '{model_path}'"), entry.get("calibration")
 
 
+def check_map_target(model_path: str | Path) -> Path:
+    """Return the model file a map is stored in, if it can be rewritten; ``ValueError`` saying why not.
+
+    Refused before any work: an ONNX file (maps live in the TorchScript
+    model), a directory, a missing or unwritable directory
+    (:func:`reloc_ros.io_utils.check_output_file`).
+    """
+    path = Path(model_path)
+    if path.suffix.lower() == ".onnx":
+        raise ValueError(f"'{path}' is an ONNX file: the feature map is stored in the TorchScript model file "
+                         "(.pt); verification runs with the TorchScript backend")
+    return check_output_file(path, "model")
+
+
 def embed_map(model_path: str | Path, fmap: FeatureMap, calibration: Mapping[str, Any] | None,
               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Store ``fmap`` (and its calibration) in the TorchScript model file, replacing any map; return the entry.
@@ -115,10 +129,7 @@ def embed_map(model_path: str | Path, fmap: FeatureMap, calibration: Mapping[str
 
     from reloc_ros.modelfile import METADATA_FILE, read_metadata
 
-    path = Path(model_path)
-    if path.suffix.lower() == ".onnx":
-        raise ValueError(f"'{path}' is an ONNX file: the feature map is stored in the TorchScript model file "
-                         "(.pt); verification runs with the TorchScript backend")
+    path = check_map_target(model_path)
     meta = read_metadata(path)
     data = fmap.to_bytes()
     entry = {**fmap.summary(), "sha256": digest(data), "bytes": len(data),

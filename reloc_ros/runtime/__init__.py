@@ -15,7 +15,8 @@
 """The relocalizer at run time, without ROS: engine, uncertainty, TF math, kidnapped-robot recovery, replay.
 
 * :mod:`~reloc_ros.runtime.engine`: load an exported model, relocalize images (pose, covariance, confidence);
-  :mod:`~reloc_ros.runtime.backends` runs its network (TorchScript or ONNX Runtime).
+  :mod:`~reloc_ros.runtime.backends` runs its network (TorchScript or ONNX Runtime);
+  :mod:`~reloc_ros.runtime.worker` keeps only the newest pending frame for live input.
 * :mod:`~reloc_ros.runtime.verify`: geometric verification against the model file's 3-D feature map.
 * :mod:`~reloc_ros.runtime.camnet_runtime`: CamNet's sequence hypotheses and fusion.
 * :mod:`~reloc_ros.runtime.uncertainty`: MC-dropout covariance, its calibration and coverage.
@@ -24,6 +25,8 @@
 * :mod:`~reloc_ros.runtime.pipeline`: the per-frame logic the node and replay share.
 * :mod:`~reloc_ros.runtime.frame_status`: verified / unverified / failed, and what a frame may act on.
 * :mod:`~reloc_ros.runtime.replay`: a recorded bag through all of it into a new bag.
+* :mod:`~reloc_ros.runtime.tf_broadcast`: map -> odom future-dated and re-broadcast, as AMCL does;
+  :mod:`~reloc_ros.runtime.lifecycle_bond`: the bond a Nav2 lifecycle manager waits for.
 * :mod:`~reloc_ros.runtime.node_params`, :mod:`~reloc_ros.runtime.node_core`,
   :mod:`~reloc_ros.runtime.node_diagnostics`, :mod:`~reloc_ros.runtime.log_bridge`: the relocalization
   node's parameters, decisions, diagnostics and logging, tested without ROS.

@@ -32,9 +32,14 @@ without MC dropout gets a constant covariance from its measured validation
 error, with a warning, and no hypotheses.
 
 The engine is thread-safe (one lock around the backend). For live input,
-:class:`LatestFrameWorker` keeps only the newest pending frame, so memory is
-bounded whatever the input rate and the output is never stale by more than
-one inference.
+:class:`~reloc_ros.runtime.worker.LatestFrameWorker` (also importable from
+here) keeps only the newest pending frame, so memory is bounded whatever the
+input rate and the output is never stale by more than one inference.
+
+Loading runs ``warmup`` inferences on a black image of the model's input size:
+a network that rejects that size (metadata and network disagree) or returns
+NaN there is refused at load with a :class:`~reloc_ros.errors.RelocError`
+naming the file, never a traceback on the first frame.
 """
 
 from __future__ import annotations
@@ -42,11 +47,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import numbers
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -57,6 +63,7 @@ from reloc_ros.geometry import make_pose
 from reloc_ros.preprocess import preprocess_image
 from reloc_ros.runtime import uncertainty as U
 from reloc_ros.runtime.backends import OnnxBackend, TorchScriptBackend
+from reloc_ros.runtime.worker import LatestFrameWorker, WorkerStats  # noqa: F401 - re-exported (node, bench)
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +84,19 @@ _MAXWELL_MEDIAN = 1.5382
 
 class NoEstimate(RelocError):
     """This frame gave no usable pose (non-finite model output); the message says why."""
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_count(value: Any, name: str, minimum: int, optional: bool = False) -> int | None:
+    """Return ``value`` as an int if it is an integer >= ``minimum`` (or None when ``optional``); else ValueError."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be >= {minimum} (an integer{', or None' if optional else ''}), got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -159,10 +179,16 @@ class Relocalizer:
             raise ValueError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
         if not isinstance(device, str) or not device:
             raise ValueError(f"device must be a string such as auto, cpu, cuda or cuda:0, got {device!r}")
-        if len(tolerance) != 2 or not all(isinstance(v, (int, float)) and v > 0 for v in tolerance):
-            raise ValueError(f"tolerance must be (metres, degrees), both > 0, got {tolerance!r}")
+        if (isinstance(tolerance, (str, bytes)) or not hasattr(tolerance, "__len__") or len(tolerance) != 2
+                or not all(_is_real(v) and math.isfinite(v) and v > 0 for v in tolerance)):
+            raise ValueError(f"tolerance must be (metres, degrees), both finite and > 0, got {tolerance!r}")
         if verify not in VERIFY_MODES:
             raise ValueError(f"unknown verify mode {verify!r}; valid: {', '.join(VERIFY_MODES)}")
+        check_count(samples, "samples", 2, optional=True)
+        check_count(seed, "seed", 0)
+        check_count(hypotheses, "hypotheses", 0)
+        check_count(warmup, "warmup", 0)
+        check_count(threads, "threads", 0, optional=True)  # 0 or None: the library's default
         if backend == "auto":
             backend = "onnx" if path.suffix.lower() == ".onnx" else "torchscript"
         self.backend_name = backend
@@ -179,13 +205,42 @@ class Relocalizer:
         self._lock = threading.Lock()
         self._setup_uncertainty(samples, seed)
         self._setup_verification(verify, verify_config)
-        # The whole path: first calls of torch, OpenCV, SciPy (and the verification's) are slow.
-        K = None if self._verifier is None else self._verifier.map.intrinsics
-        warm = (self.input_size[1], self.input_size[0]) if K is None else (K.height, K.width)
-        for _ in range(max(0, int(warmup))):
-            self.relocalize(np.zeros((*warm, 3), np.uint8))
+        self._warm_up(int(warmup))
         self.reset_sequence()
         logger.info("loaded %s", self.describe())
+
+    def _warm_up(self, n: int) -> None:
+        """Check the network on its metadata's input size, then run the whole path ``n`` times on a black image.
+
+        First calls of torch, OpenCV, SciPy (and the verification's) are slow. A network that rejects its
+        metadata's input size, or returns NaN, is a broken file: ``RelocError`` naming it (these inferences
+        are not frames of any input: no stamp is reported).
+        """
+        if n <= 0:
+            return
+        w, h = self.input_size
+        try:
+            (first,) = self.relocalize_preprocessed(np.zeros((1, h, w, 3), np.uint8), [0])
+        except Exception as e:  # noqa: BLE001 - torch.jit.Error, RuntimeError, onnxruntime's errors: all say it
+            cause = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+            kind = type(e).__name__ if type(e).__module__ == "builtins" else f"{type(e).__module__}.{type(e).__name__}"
+            if "out of memory" in str(e).lower():
+                raise RelocError(f"model '{self.model_path}': the warm-up inference ran out of memory on "
+                                 f"{self.device} ({kind}: {cause}); free memory or use another device") from e
+            raise RelocError(f"model '{self.model_path}': its network rejects the input size in its metadata "
+                             f"({w}x{h}, preprocessing '{self.preprocessing}'): the warm-up inference failed "
+                             f"with {kind}: {cause}. The file's metadata and network disagree: re-export it") from e
+        nan = RelocError(f"model '{self.model_path}' returns a non-finite pose (NaN/inf) at warm-up, on a black "
+                         f"{w}x{h} input: its network is broken (diverged training?); re-train or re-export it")
+        if isinstance(first, NoEstimate):
+            raise nan
+        K = None if self._verifier is None else self._verifier.map.intrinsics
+        warm = (h, w) if K is None else (K.height, K.width)
+        for _ in range(n):
+            try:
+                self.relocalize(np.zeros((*warm, 3), np.uint8))
+            except NoEstimate:
+                raise nan from None
 
     # -- set-up -------------------------------------------------------------
 
@@ -201,9 +256,14 @@ class Relocalizer:
             self._calibration(unc, "spread of the consensus hypotheses")
             return
         if self._backend.mc:
-            n = int(samples if samples is not None else unc.get("samples", U.DEFAULT_SAMPLES))
-            if n < 2:
-                raise ValueError(f"samples must be >= 2 for an MC-dropout covariance, got {n}")
+            if samples is not None:
+                n = int(samples)  # checked in __init__
+            else:
+                try:
+                    n = check_count(unc.get("samples", U.DEFAULT_SAMPLES), "samples", 2)
+                except ValueError as e:
+                    raise RelocError(f"model '{self.model_path}': its metadata's uncertainty.{e}; give samples "
+                                     f"explicitly or re-export it") from None
             mc = self.metadata["mc_dropout"]
             rng = np.random.default_rng(seed)
             self._keep = (rng.random((n, int(mc["feature_dim"]))) >= float(mc["dropout"])).astype(np.float32)
@@ -314,8 +374,8 @@ class Relocalizer:
         timings.update(v.timings_ms)
         timings["verification"] = (time.perf_counter() - t0) * 1e3
         timings["total"] = sum(timings[k] for k in STAGES)
-        common = dict(timings_ms=timings, inliers=v.inliers, learned_T_map_cam=est.T_map_cam,
-                      learned_covariance=est.covariance)
+        common = {"timings_ms": timings, "inliers": v.inliers, "learned_T_map_cam": est.T_map_cam,
+                  "learned_covariance": est.covariance}
         if v.status != "verified":
             return dataclasses.replace(est, status="failed", status_detail=v.detail, **common)
         with self._lock:
@@ -435,89 +495,3 @@ def decode_image(msg: Any) -> np.ndarray:
     if hasattr(msg, "format"):
         return compressed_to_rgb8(msg)
     raise ValueError(f"expected a sensor_msgs/Image or CompressedImage, got {type(msg).__name__}")
-
-
-@dataclass
-class WorkerStats:
-    """Counters of a :class:`LatestFrameWorker` (read them from any thread)."""
-
-    submitted: int = 0
-    processed: int = 0
-    dropped: int = 0
-    failed: int = 0
-    last_error: str = ""
-
-
-class LatestFrameWorker:
-    """Run ``process(item)`` on a background thread, keeping only the newest pending item.
-
-    :meth:`submit` never blocks: it replaces a pending item that the worker
-    has not started yet (counted as dropped). So with inputs faster than
-    ``process``, memory holds at most one pending and one running item, and
-    each result is from the newest frame available when the worker got free.
-    Exceptions from ``process`` are counted, passed to ``on_error`` and do not
-    stop the worker: one bad frame never takes the pipeline down.
-    """
-
-    def __init__(self, process: Callable[[Any], None], on_error: Callable[[BaseException, Any], None] | None = None,
-                 name: str = "reloc_ros-worker") -> None:
-        self._process = process
-        self._on_error = on_error
-        self._cond = threading.Condition()
-        self._pending: Any = None
-        self._has_pending = False
-        self._running = True
-        self._idle = True
-        self.stats = WorkerStats()
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, item: Any) -> bool:
-        """Queue ``item`` (replacing an unstarted one); return True if one was dropped."""
-        with self._cond:
-            if not self._running:
-                raise RuntimeError("LatestFrameWorker is stopped")
-            dropped = self._has_pending
-            self._pending, self._has_pending = item, True
-            self.stats.submitted += 1
-            self.stats.dropped += int(dropped)
-            self._cond.notify()
-        return dropped
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while self._running and not self._has_pending:
-                    self._idle = True
-                    self._cond.notify_all()
-                    self._cond.wait()
-                if not self._running:
-                    self._idle = True
-                    self._cond.notify_all()
-                    return
-                item, self._pending, self._has_pending = self._pending, None, False
-                self._idle = False
-            try:
-                self._process(item)
-                self.stats.processed += 1
-            except Exception as e:  # noqa: BLE001 - any failure of one frame is reported, never fatal
-                self.stats.failed += 1
-                self.stats.last_error = f"{type(e).__name__}: {e}"
-                if self._on_error is not None:
-                    self._on_error(e, item)
-                else:
-                    logger.warning("frame failed: %s", self.stats.last_error)
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until nothing is pending or running; return False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._idle and not self._has_pending, timeout)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop after the running item (a pending one is discarded); idempotent."""
-        with self._cond:
-            self._running = False
-            self._pending, self._has_pending = None, False
-            self._cond.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)

@@ -22,11 +22,20 @@ camera extrinsics (with the covariance propagated), the TF correction is
 ``map -> base_frame`` directly when the robot has no odom frame, and the
 kidnapped-robot detector decides whether to re-initialise. Whatever could
 not be done is said in :attr:`FrameResult.notes`, never silently skipped.
+
+:class:`FrameErrors` is the per-frame guard's bookkeeping, for the loops
+that run many frames offline (``reloc-ros replay`` and ``eval``): an error of
+one frame costs that frame only, is counted by kind and is logged, with its
+traceback when it is not a data problem (a bug must stay visible).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+import logging
+import numbers
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +43,51 @@ from reloc_ros.geometry import compose, invert_pose
 from reloc_ros.runtime.engine import Estimate
 from reloc_ros.runtime.frame_status import acts_on
 from reloc_ros.runtime.recovery import Decision, KidnapDetector
+from reloc_ros.errors import RelocError
 from reloc_ros.runtime.tf_math import base_pose_from_camera, map_to_odom
+
+logger = logging.getLogger(__name__)
+
+FRAME_ERROR = "error in the frame's processing"
+"""Skip reason of a frame whose estimate, verification, TF math or recovery raised (the kind follows)."""
+
+
+def check_probability(value: Any, name: str) -> float:
+    """Return ``value`` as a float if it is a finite number in [0, 1]; else ``ValueError`` naming it and the range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+class FrameErrors:
+    """Count the frames that failed with an exception, by kind; log the first of each kind as it happens.
+
+    A ``ValueError`` or :class:`~reloc_ros.errors.RelocError` is a data problem (a warning); anything else is a
+    bug and is logged at ERROR with its traceback. :meth:`log_summary` says at the end what each kind cost.
+    """
+
+    def __init__(self, log: logging.Logger = logger) -> None:
+        self.counts: Counter = Counter()
+        self._first: dict[str, str] = {}
+        self._log = log
+
+    def record(self, error: Exception, stamp_ns: int | None = None) -> str:
+        """Count one failed frame (call it from the ``except`` block); return the skip reason."""
+        kind = type(error).__name__
+        reason = f"{FRAME_ERROR} ({kind})"
+        when = "a frame" if stamp_ns is None else f"the frame at {stamp_ns * 1e-9:.3f} s"
+        if reason not in self._first:
+            expected = isinstance(error, (ValueError, RelocError))
+            self._log.log(logging.WARNING if expected else logging.ERROR, "%s failed and is skipped (%s: %s); "
+                          "the run goes on", when, kind, error, exc_info=not expected)
+            self._first[reason] = f"{when}: {error}"
+        self.counts[reason] += 1
+        return reason
+
+    def log_summary(self) -> None:
+        """Warn once per kind: how many frames it cost, and the first."""
+        for reason, n in self.counts.items():
+            self._log.warning("%d frame(s) skipped: %s; the first, %s", n, reason, self._first[reason])
 
 
 @dataclass(frozen=True)
@@ -81,13 +134,15 @@ def localize_frame(est: Estimate, *, T_base_cam: np.ndarray | None, base_frame: 
         odom_frame: ``''`` when the robot has no odom frame.
         T_odom_base: ``odom -> base_frame`` at the image stamp, None if unknown.
         publish_tf: whether a TF correction is wanted at all.
-        min_confidence: below it, no TF correction (the pose is still published).
+        min_confidence: below it, no TF correction (the pose is still published); a probability in [0, 1]
+            (``ValueError`` otherwise).
         detector: kidnapped-robot detector to update, or None.
         belief: the robot's current ``map -> base_frame`` and its covariance, or None.
         allow_unverified: also act (TF correction, re-initialisation) on ``unverified`` (learned-only)
             estimates; by default only ``verified`` ones move the robot's belief. A ``failed`` estimate is
             never acted on (and its pose must not be published: see ``Estimate.publishable``).
     """
+    check_probability(min_confidence, "min_confidence")
     notes: list[str] = []
     may_act = acts_on(est.status, allow_unverified)
     if T_base_cam is None:

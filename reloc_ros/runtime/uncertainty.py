@@ -143,7 +143,7 @@ class Calibration:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Calibration":
         """Rebuild from :meth:`to_dict`; ``ValueError`` on unknown keys or non-positive values."""
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown calibration keys {unknown}; valid: {', '.join(sorted(known))}")
@@ -241,11 +241,24 @@ def fit_calibration(errors_n6: np.ndarray, raw_cov_n66: np.ndarray) -> Calibrati
 
 
 def chi2_3_cdf(x: np.ndarray | float) -> np.ndarray:
-    """Return P(chi^2 with 3 degrees of freedom <= x) (closed form)."""
-    x = np.maximum(np.asarray(x, np.float64), 0.0)
+    """Return P(chi^2 with 3 degrees of freedom <= x), always in [0, 1].
+
+    The closed form ``erf(r / sqrt 2) - sqrt(2 / pi) r exp(-x / 2)`` (``r = sqrt x``) cancels
+    catastrophically for small ``x`` (a huge variance: a diverged model's sigma of 1e8 m gave
+    -8e-25); there the regularised incomplete gamma function ``P(3/2, x/2)`` is used, which is the
+    same function computed without cancellation. Negative ``x`` counts as 0, ``inf`` gives 1 and
+    NaN gives 0 (no evidence that the pose is within anything).
+    """
+    from scipy.special import gammainc
+
+    x = np.asarray(x, np.float64)
+    x = np.where(np.isnan(x), 0.0, np.maximum(x, 0.0))
     r = np.sqrt(x)
     erf = np.vectorize(math.erf)(r / math.sqrt(2)) if np.ndim(r) else math.erf(float(r) / math.sqrt(2))
-    return erf - np.sqrt(2.0 / math.pi) * r * np.exp(-x / 2.0)
+    with np.errstate(invalid="ignore"):  # inf * exp(-inf) is NaN: that branch is not taken
+        closed = erf - np.sqrt(2.0 / math.pi) * r * np.exp(-x / 2.0)
+    out = np.where(x < 1.0, gammainc(1.5, x / 2.0), np.where(np.isinf(x), 1.0, closed))
+    return np.clip(out, 0.0, 1.0)
 
 
 def confidence(cov_66: np.ndarray, tolerance: tuple[float, float] = DEFAULT_TOLERANCE) -> float:
@@ -258,6 +271,8 @@ def confidence(cov_66: np.ndarray, tolerance: tuple[float, float] = DEFAULT_TOLE
     """
     cov = np.asarray(cov_66, np.float64)
     tol_t, tol_r = float(tolerance[0]), math.radians(float(tolerance[1]))
+    if not (math.isfinite(tol_t) and math.isfinite(tol_r) and tol_t > 0 and tol_r > 0):
+        raise ValueError(f"tolerance must be (metres, degrees), both finite and > 0, got {tuple(tolerance)!r}")
     var_t = max(float(np.trace(cov[:3, :3])) / 3.0, 1e-300)
     var_r = max(float(np.trace(cov[3:, 3:])) / 3.0, 1e-300)
     return float(chi2_3_cdf(tol_t ** 2 / var_t) * chi2_3_cdf(tol_r ** 2 / var_r))

@@ -64,8 +64,8 @@ from torch import nn, Tensor
 
 from reloc_ros.errors import RelocError
 from reloc_ros.geometry import pose_to_tq
-from reloc_ros.io_utils import atomic_path
-from reloc_ros.modelfile import METADATA_FILE, check_target, metadata_json, quiet_torch_deprecations
+from reloc_ros.io_utils import atomic_path, check_output_file
+from reloc_ros.modelfile import METADATA_FILE, metadata_json, quiet_torch_deprecations
 from reloc_ros.nets.camnet import CamNet, anchor_from_relative_t, quat_unit_canonical, rotation_angle_t
 from reloc_ros.training.export import ExportedPoseModel, build_metadata, frozen_cpu_copy, random_images
 
@@ -349,7 +349,7 @@ def export_camnet(eager: ExportedCamNet, path: str | Path, metadata: Mapping[str
                   atol: float = 1e-4) -> Path:
     """Write ``eager`` as one TorchScript file with ``metadata``; reloaded and checked before it replaces ``path``."""
     path = Path(path)
-    check_target(path)
+    check_output_file(path, "model")
     meta = build_metadata({**metadata, "model_kind": "camnet"}, eager)
     meta["outputs"] = {**meta["outputs"], "hypotheses": "module.hypotheses(images, prev_f, prev_t, prev_q) -> "
                        "(t_b3, q_b4, hyp_t_bh3, hyp_q_bh4, inliers_bh, f_f_bc); see reloc_ros.training.camnet_export"}

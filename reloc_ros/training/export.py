@@ -64,9 +64,9 @@ from torch import nn, Tensor
 
 from reloc_ros import __version__
 from reloc_ros.errors import RelocError
-from reloc_ros.io_utils import atomic_path
+from reloc_ros.io_utils import atomic_path, check_output_file
 from reloc_ros.modelfile import (FORMAT, FORMAT_VERSION, INPUT_DESCRIPTION, METADATA_FILE, OUTPUTS_DESCRIPTION,
-                                 check_input_size, check_target, metadata_json, quiet_torch_deprecations)
+                                 check_input_size, metadata_json, quiet_torch_deprecations)
 from reloc_ros.nets.backbones import IMAGENET_MEAN, IMAGENET_STD
 from reloc_ros.preprocess import MODES
 
@@ -426,7 +426,7 @@ def export_torchscript(net: nn.Module, path: str | Path, metadata: Mapping[str, 
     exported faithfully.
     """
     path = Path(path)
-    check_target(path)
+    check_output_file(path, "model")
     eager = wrap_for_export(net, pos_mean, pos_scale, input_size)
     meta = build_metadata(metadata, eager, pos_scale)
     scripted = compile_wrapper(eager, seed)

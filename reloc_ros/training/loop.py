@@ -48,7 +48,7 @@ from reloc_ros import __version__
 from reloc_ros.data.bag import BagSource, read_bag_dataset
 from reloc_ros.data.types import PoseDataset
 from reloc_ros.errors import RelocError
-from reloc_ros.io_utils import atomic_path
+from reloc_ros.io_utils import atomic_path, check_output_file
 from reloc_ros.modelfile import pick_device
 from reloc_ros.training.config import TrainConfig, TrainResult
 
@@ -114,6 +114,25 @@ def checkpoint_path_for(model_path: Path) -> Path:
     return model_path.with_name(model_path.name + ".ckpt")
 
 
+def onnx_path_for(model_path: Path) -> Path:
+    """Return the ONNX model a run with ``onnx`` writes beside ``model_path``: ``<model stem>.onnx``."""
+    return model_path.with_suffix(".onnx")
+
+
+def check_outputs(model_path: Path, onnx: bool = False) -> None:
+    """Raise ``ValueError`` now, before any work, if the model, its checkpoint or its .onnx cannot be written.
+
+    Refused: a directory at one of those paths, a missing or unwritable
+    directory (:func:`reloc_ros.io_utils.check_output_file`); the .onnx only
+    with ``onnx``.
+    """
+    model_path = Path(model_path)
+    check_output_file(model_path, "model")
+    check_output_file(checkpoint_path_for(model_path), "checkpoint")
+    if onnx:
+        check_output_file(onnx_path_for(model_path), "ONNX model")
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write ``state`` atomically: a crash leaves the previous checkpoint, never half of one."""
     with atomic_path(path) as tmp:
@@ -162,6 +181,7 @@ def start_run(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, o
     out = Path(out)
     if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
         raise ValueError(f"cannot write the model to '{out}': directory '{out.parent}' is missing or not writable")
+    check_outputs(out)
     ckpt_path = checkpoint_path_for(out)
     if ckpt_path.exists() and not resume:
         raise ValueError(f"a checkpoint of an earlier run exists at '{ckpt_path}': pass --resume (trainer_node: "

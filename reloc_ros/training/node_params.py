@@ -36,8 +36,8 @@ from reloc_ros.data.bag import BagSource
 from reloc_ros.mapping.build import MapConfig
 from reloc_ros.runtime.node_params import ParamSpec, check_values
 from reloc_ros.training.options import (CONFIG_DEST, TRAIN_OPTIONS, TrainOption, bag_source_from_options,
-                                        default_options, map_config_from_options, read_config_file,
-                                        train_config_from_options)
+                                        check_option_value, default_options, map_config_from_options,
+                                        read_config_file, train_config_from_options)
 from reloc_ros.training.config import TrainConfig
 
 __all__ = ["param_spec", "param_specs", "param_options", "TRAINER_PARAMS", "TrainerOptions", "trainer_options",
@@ -117,14 +117,17 @@ def trainer_options(values: Mapping[str, Any]) -> TrainerOptions:
     Options come from, lowest precedence first: the defaults of
     ``reloc-ros train``, ``config_file`` (the same YAML as ``reloc-ros train
     --config``), then every parameter whose value differs from its default
-    and is not ''. Raises ``ValueError`` naming the bad parameter or option.
+    and is not ''. Every value is checked as ``reloc-ros train`` checks it
+    (:func:`~reloc_ros.training.options.check_option_value`: type, finite,
+    range), and the model file, its checkpoint and (with onnx) its .onnx
+    must be writable, before any work. Raises ``ValueError`` naming the bad
+    parameter or option, the value and what is valid.
     """
     v = check_values(TRAINER_PARAMS, values)
-    if len(v["input_size"]) != 2 or min(v["input_size"]) <= 0:
-        raise ValueError(f"parameter 'input_size' = {v['input_size']!r} is invalid: must be [width, height], "
-                         f"both > 0")
-    opts = default_options()
     by_param = param_options()
+    checked = {name: check_option_value(by_param[name], value, name=name, what="parameter")
+               for name, value in v.items() if by_param[name].dest != CONFIG_DEST and value != ""}
+    opts = default_options()
     config_param = next(name for name, o in by_param.items() if o.dest == CONFIG_DEST)
     if v[config_param]:
         path = Path(v[config_param]).expanduser()
@@ -137,7 +140,7 @@ def trainer_options(values: Mapping[str, Any]) -> TrainerOptions:
         default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
         if option.dest == CONFIG_DEST or value == default or value == "":
             continue
-        opts[option.dest] = option_value(option, value)
+        opts[option.dest] = option_value(option, checked[spec.name])
     if not opts["bags"]:
         raise ValueError("parameter 'bags' is empty: list the mapping bag(s), e.g. bags:=['/data/map_bag'] "
                          "(or the launch argument bags:=/data/a_bag,/data/b_bag)")
@@ -148,6 +151,9 @@ def trainer_options(values: Mapping[str, Any]) -> TrainerOptions:
         opts["input_size"] = tuple(int(x) for x in opts["input_size"])
     cfg = train_config_from_options(opts)
     cfg.resolved()  # check now, with a clear error, not after loading the bags
+    from reloc_ros.training.loop import check_outputs
+
+    check_outputs(Path(opts["out"]), onnx=bool(opts["onnx"]))
     return TrainerOptions(bags=tuple(Path(b) for b in opts["bags"]), out=Path(opts["out"]),
                           source=bag_source_from_options(opts), config=cfg, resume=bool(opts["resume"]),
                           device=str(opts["device"]), onnx=bool(opts["onnx"]), cache_dir=Path(opts["cache_dir"]),

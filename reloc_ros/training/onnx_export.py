@@ -34,8 +34,8 @@ import torch
 from torch import nn, Tensor
 
 from reloc_ros.errors import RelocError
-from reloc_ros.io_utils import atomic_path
-from reloc_ros.modelfile import (METADATA_FILE, ONNX_MC_OUTPUTS, check_target, import_onnx, load_model,
+from reloc_ros.io_utils import atomic_path, check_output_file
+from reloc_ros.modelfile import (METADATA_FILE, ONNX_MC_OUTPUTS, import_onnx, load_model,
                                  metadata_json, quiet_torch_deprecations)
 from reloc_ros.training.export import (ExportedPoseModel, compile_wrapper, has_sample, keep_masks, module_device,
                                        pose_diffs, random_images)
@@ -61,7 +61,7 @@ def export_onnx(source: str | Path | ExportedPoseModel | torch.jit.ScriptModule,
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
     onnx_path = Path(onnx_path)
-    check_target(onnx_path)
+    check_output_file(onnx_path, "ONNX model")
     if isinstance(source, (str, Path)):
         module, file_meta = load_model(source, "cpu")
         metadata = file_meta if metadata is None else metadata

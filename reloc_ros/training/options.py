@@ -28,12 +28,19 @@ read from those dataclasses. From this one declaration:
 * :func:`train_config_from_options`, :func:`bag_source_from_options` and
   :func:`map_config_from_options` turn a plain dict of option values
   (argparse's, a config file's, the trainer node's) into the core's options,
-  and :func:`read_config_file` reads such a dict from YAML.
+  and :func:`read_config_file` reads such a dict from YAML;
+* :func:`check_option_value` checks one value against its option's type and
+  range (``min``/``max``: finite numbers, sizes of at most
+  :data:`MAX_IMAGE_SIDE` pixels), with one message naming the option, the
+  value and what is valid, the same from the command line, a ``--config``
+  file and the trainer node.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+import math
+import numbers
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -45,7 +52,8 @@ from reloc_ros.training.config import LOSSES, MODELS, OPTIMIZERS, SIMILARITIES, 
 __all__ = [
     "TYPES", "SECTIONS", "NodeParam", "TrainOption", "BACKBONES", "DEVICES", "SOURCE_GROUP", "MAP_GROUP",
     "BAG_SOURCE_OPTIONS", "MAP_OPTIONS", "TRAIN_OPTIONS", "CONFIG_DEST", "option_by_dest", "default_options",
-    "parse_size", "read_config_file", "train_config_from_options", "bag_source_from_options",
+    "MAX_IMAGE_SIDE", "MAX_NERF_RESOLUTION", "parse_size", "check_option_value", "valid_values",
+    "read_config_file", "train_config_from_options", "bag_source_from_options",
     "map_config_from_options",
 ]
 
@@ -59,6 +67,10 @@ BACKBONES = ("resnet18", "resnet34", "resnet50")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 SOURCE_GROUP = "bag source (images and ground truth)"
 MAP_GROUP = "feature map (geometric verification)"
+MAX_IMAGE_SIDE = 4096
+"""Largest width or height of an image size (``--input-size``, the synthetic ``--size``), in pixels."""
+MAX_NERF_RESOLUTION = 512
+"""Finest NeRF-P grid resolution (``reloc_ros.nets.nerfp.MAX_GRID_RESOLUTION``, kept torch-free here)."""
 CONFIG_DEST = "config"
 """The option naming the YAML file of options (``--config``; the trainer node's ``config_file``)."""
 
@@ -75,8 +87,8 @@ class NodeParam:
 
     name: str
     description: str
-    min: float | None = None
-    max: float | None = None
+    min: float | None = None  # noqa: A003 (ParamSpec's names)
+    max: float | None = None  # noqa: A003
     choices: tuple[str, ...] | None = None
 
 
@@ -89,12 +101,15 @@ class TrainOption:
     ``MapConfig`` field it fills (``field`` defaults to ``dest``); ``negate``
     fills it with the flag's opposite (``--no-augment`` -> ``augment``).
     ``group`` is the title of its group in ``--help`` (None: the main one).
+    ``min``/``max`` bound a number (inclusive, or exclusive with
+    ``min_open``/``max_open``); a ``positive_int``'s ``min`` is 1 unless
+    given; numbers must be finite (:func:`check_option_value`).
     """
 
     dest: str
     default: Any
-    help: str
-    type: str = "str"
+    help: str  # noqa: A003 (argparse's names)
+    type: str = "str"  # noqa: A003
     flags: tuple[str, ...] | None = None
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
@@ -104,6 +119,10 @@ class TrainOption:
     field: str | None = None
     negate: bool = False
     param: NodeParam | None = None
+    min: float | None = None  # noqa: A003 (as NodeParam's and ParamSpec's)
+    max: float | None = None  # noqa: A003
+    min_open: bool = False
+    max_open: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -118,11 +137,129 @@ class TrainOption:
             object.__setattr__(self, "choices", tuple(self.choices))
             if self.default is not None and self.default not in self.choices:
                 raise ValueError(f"train option '{self.dest}': default {self.default!r} is not one of its choices")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "positive_int", "float"):
+            raise ValueError(f"train option '{self.dest}': a range needs an int, positive_int or float option")
+        if self.type == "positive_int" and self.min is None:
+            object.__setattr__(self, "min", 1)
+        if self.default is not None and not self.positional:
+            check_option_value(self, self.default, what="default of train option")  # a typo is said at import
 
     @property
     def positional(self) -> bool:
         """Whether it is a positional argument on the command line."""
         return not self.flags
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'160x120' -> (160, 120); ``ValueError`` saying what is wrong (sides in [1, :data:`MAX_IMAGE_SIDE`])."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size '{text}' is not WIDTHxHEIGHT (e.g. 160x120)") from None
+    if not (0 < w <= MAX_IMAGE_SIDE and 0 < h <= MAX_IMAGE_SIDE):
+        raise ValueError(f"size '{text}' is out of range: width and height must be positive and at most "
+                         f"{MAX_IMAGE_SIDE} pixels")
+    return w, h
+
+
+def _bound(v: float) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def valid_values(option: TrainOption) -> str:
+    """Return what ``option`` takes, in words: 'a finite number > 0', 'an integer in [2, 100000]', ..."""
+    if option.nargs:
+        return "a list of paths"
+    if option.type == "flag":
+        return "true or false"
+    if option.type == "size":
+        return f"WIDTHxHEIGHT with width and height in [1, {MAX_IMAGE_SIDE}] pixels (e.g. 160x120)"
+    if option.choices:
+        return "one of " + ", ".join(option.choices)
+    if option.type not in ("int", "positive_int", "float"):
+        return "a path" if option.type == "path" else "text"
+    what = "a finite number" if option.type == "float" else "an integer"
+    lo, hi = option.min, option.max
+    if lo is not None and hi is not None:
+        return (f"{what} in {'(' if option.min_open else '['}{_bound(lo)}, {_bound(hi)}"
+                f"{')' if option.max_open else ']'}")
+    if lo is not None:
+        return f"{what} {'>' if option.min_open else '>='} {_bound(lo)}"
+    if hi is not None:
+        return f"{what} {'<' if option.max_open else '<='} {_bound(hi)}"
+    return what
+
+
+def _show(value: Any) -> str:
+    return f"'{value}'" if isinstance(value, (str, Path)) else repr(value)
+
+
+def _in_range(option: TrainOption, v: float) -> bool:
+    lo, hi = option.min, option.max
+    if lo is not None and (v < lo or (option.min_open and v == lo)):
+        return False
+    return hi is None or not (v > hi or (option.max_open and v == hi))
+
+
+def check_option_value(option: TrainOption, value: Any, name: str | None = None, what: str = "option") -> Any:
+    """Return ``value`` as ``option`` takes it, checked; ``ValueError`` naming the option, the value and what is valid.
+
+    Text is parsed as on the command line (``'1e-3'``, ``'64x48'``, as YAML
+    leaves them); numbers must be finite and in the option's range, sizes
+    WIDTHxHEIGHT text or ``[width, height]`` with both in
+    [1, :data:`MAX_IMAGE_SIDE`]; None stands for "not given" where the
+    default is None. ``name``: as the user wrote it (default ``dest``);
+    ``what``: 'option', 'parameter', ...
+    """
+    def bad(valid: str | None = None) -> ValueError:
+        return ValueError(f"{what} '{name or option.dest}' = {_show(value)} is invalid: must be "
+                          f"{valid or valid_values(option)}")
+
+    kind = option.type
+    if value is None and option.default is None:
+        return None
+    if option.nargs:
+        items = [value] if isinstance(value, (str, Path)) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, (str, Path)) for v in items):
+            raise bad()
+        return list(items)
+    if kind == "flag":
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if kind in ("str", "path"):
+        if not isinstance(value, str) and not (kind == "path" and isinstance(value, Path)):
+            raise bad()
+        if option.choices and value not in option.choices:
+            raise bad()
+        return value
+    if kind == "size":
+        if isinstance(value, str):
+            try:
+                return parse_size(value.strip())
+            except ValueError:
+                raise bad() from None
+        valid = f"[width, height] with both in [1, {MAX_IMAGE_SIDE}] pixels"
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2 or not all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+            raise bad(valid)
+        w, h = (int(v) for v in value)
+        if not (0 < w <= MAX_IMAGE_SIDE and 0 < h <= MAX_IMAGE_SIDE):
+            raise bad(valid)
+        return w, h
+    integer = kind in ("int", "positive_int")
+    if isinstance(value, str):
+        try:
+            number: float = int(value.strip()) if integer else float(value.strip())
+        except ValueError:
+            raise bad() from None
+    elif isinstance(value, bool) or not isinstance(value, numbers.Integral if integer else numbers.Real):
+        raise bad()
+    else:
+        number = int(value) if integer else float(value)
+    if not (math.isfinite(number) and _in_range(option, number)):
+        raise bad()
+    return number
 
 
 _TRAIN = TrainConfig()
@@ -149,10 +286,10 @@ BAG_SOURCE_OPTIONS: tuple[TrainOption, ...] = (
                 section="source", param=NodeParam("depth_topic", "Aligned depth image topic; '' = none.")),
     TrainOption("tolerance", _SOURCE.tolerance_s, "how far ground truth may be held beyond its samples, in s "
                 f"(default: {_SOURCE.tolerance_s})", type="float", metavar="S", group=SOURCE_GROUP,
-                section="source", field="tolerance_s"),
+                section="source", field="tolerance_s", min=0),
     TrainOption("max_gap", _SOURCE.max_gap_s, "widest gap between ground-truth samples that is interpolated, in s "
                 f"(default: {_SOURCE.max_gap_s})", type="float", metavar="S", group=SOURCE_GROUP,
-                section="source", field="max_gap_s"),
+                section="source", field="max_gap_s", min=0, min_open=True),
 )
 """Where images and ground truth come from: options of every subcommand that reads a bag."""
 
@@ -184,9 +321,10 @@ TRAIN_OPTIONS: tuple[TrainOption, ...] = (
                 param=NodeParam("output", "Model file to write (TorchScript .pt; its checkpoint is OUTPUT.ckpt). "
                                 "Required here or as 'out' in config_file.")),
     TrainOption("epochs", _TRAIN.epochs, f"default: {_TRAIN.epochs}", type="positive_int", section="train",
-                param=NodeParam("epochs", "Training epochs.", min=1, max=100000)),
+                max=100000, param=NodeParam("epochs", "Training epochs.", min=1, max=100000)),
     TrainOption("input_size", _TRAIN.input_size, f"network input (default: {_TRAIN.input_size[0]}x"
-                f"{_TRAIN.input_size[1]})", type="size", metavar="WxH", section="train",
+                f"{_TRAIN.input_size[1]}; width and height at most {MAX_IMAGE_SIDE})", type="size", metavar="WxH",
+                section="train",
                 param=NodeParam("input_size", "Network input [width, height] in pixels.")),
     TrainOption("backbone", _TRAIN.backbone, "default: resnet18 for the APRs, resnet34 for camnet",
                 choices=BACKBONES, section="train",
@@ -200,18 +338,21 @@ TRAIN_OPTIONS: tuple[TrainOption, ...] = (
                 "lrf-posenet", choices=("crop", "resize"), section="train"),
     TrainOption("loss", _TRAIN.loss, f"default: {_TRAIN.loss}", choices=LOSSES, section="train"),
     TrainOption("beta", _TRAIN.beta, "rotation weight of the beta/geometric losses (default: the loss's)",
-                type="float", section="train"),
+                type="float", section="train", min=0, min_open=True),
     TrainOption("batch_size", _TRAIN.batch_size, f"default: {_TRAIN.batch_size}", type="positive_int",
-                section="train",
+                section="train", min=2, max=100000,
                 param=NodeParam("batch_size", "Images per batch (>= 2: batch normalisation).", min=2, max=100000)),
     TrainOption("lr", _TRAIN.lr, "learning rate (default: Adam 5e-4 for the APRs; SGD with the poly schedule from "
-                "0.01 for camnet, as its paper)", type="float", section="train"),
-    TrainOption("dropout", _TRAIN.dropout, f"default: {_TRAIN.dropout}", type="float", section="train"),
+                "0.01 for camnet, as its paper)", type="float", section="train", min=0, min_open=True),
+    TrainOption("dropout", _TRAIN.dropout, f"default: {_TRAIN.dropout}", type="float", section="train", min=0,
+                max=1, max_open=True),
     TrainOption("val_fraction", _TRAIN.val_fraction, "share of contiguous time blocks held out (default: "
-                f"{_TRAIN.val_fraction})", type="float", section="train"),
+                f"{_TRAIN.val_fraction})", type="float", section="train", min=0, max=1, min_open=True,
+                max_open=True),
     TrainOption("no_augment", not _TRAIN.augment, "no colour jitter, blur and noise", type="flag", section="train",
                 field="augment", negate=True),
-    TrainOption("seed", _TRAIN.seed, f"default: {_TRAIN.seed}", type="int", section="train"),
+    TrainOption("seed", _TRAIN.seed, f"default: {_TRAIN.seed}", type="int", section="train", min=0,
+                max=2**32 - 1),
     TrainOption("resume", False, "continue the run whose checkpoint is OUT.ckpt", type="flag",
                 param=NodeParam("resume", "Continue the run whose checkpoint is OUTPUT.ckpt (after Ctrl-C or a "
                                 "crash).")),
@@ -234,7 +375,7 @@ TRAIN_OPTIONS: tuple[TrainOption, ...] = (
                 group="camnet", section="train"),
     TrainOption("keyframe_distance", _TRAIN.keyframe_distance, "database key frames at least this far apart, in "
                 f"metres + angle/pi; 0 keeps every training frame (default: {_TRAIN.keyframe_distance})",
-                type="float", metavar="ZETA", group="camnet", section="train"),
+                type="float", metavar="ZETA", group="camnet", section="train", min=0),
     TrainOption("optimizer", _TRAIN.optimizer, "sgd (momentum 0.9, poly schedule; the paper's, and the default) or "
                 "adam", choices=OPTIMIZERS, group="camnet", section="train"),
     TrainOption("retrieval_k", _TRAIN.retrieval_k, f"key frames retrieved per query (default: {_TRAIN.retrieval_k}, "
@@ -244,17 +385,17 @@ TRAIN_OPTIONS: tuple[TrainOption, ...] = (
                 section="train"),
     TrainOption("rvs_translation", _TRAIN.rvs_translation, "random view synthesis: offsets up to this per axis, "
                 f"metres (default: {_TRAIN.rvs_translation}, the paper's indoors; 3.0 outdoors)", type="float",
-                metavar="M", group="pmnet", section="train"),
+                metavar="M", group="pmnet", section="train", min=0),
     TrainOption("rvs_rotation", _TRAIN.rvs_rotation, "random view synthesis: rotations up to this per axis "
                 f"(default: {_TRAIN.rvs_rotation}; 7.5 outdoors)", type="float", metavar="DEG", group="pmnet",
-                section="train"),
+                section="train", min=0, max=180),
     TrainOption("nerf_steps", _TRAIN.nerf_steps, f"NeRF-P rendering-branch steps (default: {_TRAIN.nerf_steps})",
                 type="positive_int", group="pmnet", section="train"),
     TrainOption("nerf_pose_steps", _TRAIN.nerf_pose_steps, "NeRF-P pose-branch steps, rendering frozen (default: "
                 f"{_TRAIN.nerf_pose_steps})", type="positive_int", group="pmnet", section="train"),
     TrainOption("nerf_resolution", _TRAIN.nerf_resolution, "finest NeRF-P grid cells along the scene's longest side "
                 f"(default: {_TRAIN.nerf_resolution}); lower it when memory runs out", type="positive_int",
-                metavar="CELLS", group="pmnet", section="train"),
+                metavar="CELLS", group="pmnet", section="train", min=8, max=MAX_NERF_RESOLUTION),
     TrainOption("nerf_rays", _TRAIN.nerf_rays, f"rays per NeRF-P step (default: {_TRAIN.nerf_rays}); lower it when "
                 "memory runs out", type="positive_int", group="pmnet", section="train"),
 )
@@ -271,23 +412,13 @@ def default_options(options: Sequence[TrainOption] = TRAIN_OPTIONS) -> dict[str,
     return {o.dest: list(o.default) if o.nargs else o.default for o in options}
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'160x120' -> (160, 120); ``ValueError`` saying what is wrong."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size '{text}' is not WIDTHxHEIGHT (e.g. 160x120)") from None
-    if w <= 0 or h <= 0:
-        raise ValueError(f"size '{text}' must have positive width and height")
-    return w, h
-
-
 def read_config_file(path: str | Path, options: Sequence[TrainOption] = TRAIN_OPTIONS) -> dict[str, Any]:
     """Read a YAML mapping of train options (names as on the command line, - or _) into ``{dest: value}``.
 
-    ``ValueError`` for a file that cannot be read, is not a mapping, or names
-    an unknown option (listing the valid ones). Sizes may be written
-    ``WIDTHxHEIGHT``.
+    ``ValueError`` for a file that cannot be read, is not a mapping, names
+    an unknown option (listing the valid ones) or gives one a bad value
+    (:func:`check_option_value`: type, finite, range). Sizes may be written
+    ``WIDTHxHEIGHT``, numbers as text (YAML reads ``1e-3`` so).
     """
     import yaml
 
@@ -303,12 +434,10 @@ def read_config_file(path: str | Path, options: Sequence[TrainOption] = TRAIN_OP
         dest = str(key).replace("-", "_")
         if dest not in by_dest:
             raise ValueError(f"config file '{path}': unknown option '{key}'; valid: {', '.join(sorted(by_dest))}")
-        if by_dest[dest].type == "size" and isinstance(value, str):
-            try:
-                value = parse_size(value)
-            except ValueError as exc:
-                raise ValueError(f"config file '{path}': option '{key}': {exc}") from None
-        out[dest] = value
+        try:
+            out[dest] = check_option_value(by_dest[dest], value, name=str(key))
+        except ValueError as exc:
+            raise ValueError(f"config file '{path}': {exc}") from None
     return out
 
 
