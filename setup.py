@@ -30,7 +30,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
-        ('share/' + package_name + '/config', glob('config/*.yaml')),
+        ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.rviz')),
         ('share/' + package_name + '/models', glob('models/*')),
     ],
     python_requires='>=3.10',
@@ -42,13 +42,19 @@ setup(
         'numpy', 'scipy', 'opencv-python-headless', 'rosbags>=0.10', 'tqdm', 'matplotlib',
         'pyyaml', 'pycolmap>=4.2',
     ],
-    extras_require={'train': ['torch'], 'onnx': ['onnx', 'onnxruntime']},
+    # torch: training and TorchScript models (install the build your machine needs, see the README);
+    # onnx: ONNX export, onnxruntime: running .onnx models (no torch needed);
+    # test: what 'colcon test' and 'pytest' need (setuptools >= 72 ignores tests_require).
+    extras_require={
+        'torch': ['torch'],
+        'onnx': ['onnx', 'onnxruntime'],
+        'test': ['pytest'],
+    },
     zip_safe=True,
     maintainer='reloc_ros maintainers',
     maintainer_email='maintainers@reloc-ros.dev',
     description='Learned visual relocalization for ROS 2',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'reloc-ros = reloc_ros.cli:main',

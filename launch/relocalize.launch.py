@@ -76,7 +76,7 @@ def _launch_setup(context, *args, **kwargs):
         overrides['verify'] = ParameterValue(arg('verify').strip(), value_type=str)
     if arg('allow_unverified'):
         overrides['allow_unverified'] = _bool_or_text(arg('allow_unverified'))
-    return [Node(
+    nodes = [Node(
         package='reloc_ros',
         executable='relocalization_node',
         name='relocalization',
@@ -87,6 +87,11 @@ def _launch_setup(context, *args, **kwargs):
                     ('camera_info', camera_info_topic)],
         arguments=['--ros-args', '--log-level', arg('log_level')],
     )]
+    if _is_true(arg('rviz')):  # needs rviz2 (ros-$ROS_DISTRO-rviz2); not a dependency of this package
+        rviz_config = os.path.join(get_package_share_directory('reloc_ros'), 'config', 'relocalization.rviz')
+        nodes.append(Node(package='rviz2', executable='rviz2', name='rviz2', output='screen',
+                          arguments=['-d', rviz_config], parameters=[{'use_sim_time': overrides['use_sim_time']}]))
+    return nodes
 
 
 def generate_launch_description():
@@ -103,7 +108,7 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'camera_info_topic', default_value='',
             description='CameraInfo topic of the images (intrinsics for the geometric verification); empty: the '
-                        'image topic\'s sibling, e.g. /camera/camera_info for /camera/image_raw'),
+                        "image topic's sibling, e.g. /camera/camera_info for /camera/image_raw"),
         DeclareLaunchArgument(
             'params_file', default_value=default_params,
             description='Full path to the ROS 2 parameters file of the relocalization node'),
@@ -124,12 +129,16 @@ def generate_launch_description():
             description='Inference device: auto, cpu, cuda or cuda:N'),
         DeclareLaunchArgument(
             'verify', default_value='',
-            description='Geometric verification of each pose with the model file\'s feature map: auto (when the '
+            description="Geometric verification of each pose with the model file's feature map: auto (when the "
                         'model has one), on (configure fails without one) or off; empty: verify of params_file '
                         '(default auto)'),
         DeclareLaunchArgument(
             'allow_unverified', default_value='',
             description='true: also publish the TF correction and /initialpose for unverified (learned-only) '
                         'poses; empty: allow_unverified of params_file (default false)'),
+        DeclareLaunchArgument(
+            'rviz', default_value='false',
+            description='true: also start RViz2 with config/relocalization.rviz (pose with covariance, '
+                        'hypotheses, /initialpose, TF, camera image; needs rviz2)'),
         OpaqueFunction(function=_launch_setup),
     ])

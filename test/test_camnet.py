@@ -251,7 +251,7 @@ def depth_bags(tmp_path_factory):
     return root
 
 
-BUDGET = dict(backbone="resnet18", input_size=(64, 48), epochs=3, batch_size=8, seed=0)
+BUDGET = {"backbone": "resnet18", "input_size": (64, 48), "epochs": 3, "batch_size": 8, "seed": 0}
 
 
 def test_camnet_beats_the_mean_pose_and_an_apr_with_the_same_budget(depth_bags, tmp_path):

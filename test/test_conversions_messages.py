@@ -79,6 +79,7 @@ def _strict_rclpy_like_types(names):
                     raise TypeError(f"{field}: list element {v!r} is not a float or message")
 
     class Fake:
+
         def __init__(self, **kwargs):
             for key, value in kwargs.items():
                 check(key, value)

@@ -42,7 +42,7 @@ class FakeRosLogger:
 
 @pytest.fixture
 def core_logger():
-    """The "reloc_ros" logger, restored after the test whatever it did."""
+    """Yield the "reloc_ros" logger, restored after the test whatever it did."""
     core = logging.getLogger("reloc_ros")
     saved = (core.level, core.propagate, list(core.handlers))
     yield core
@@ -62,6 +62,7 @@ def test_records_go_to_the_matching_severity():
 
 def test_listeners_see_every_record_and_a_failing_logger_does_not_raise(monkeypatch):
     class Broken(FakeRosLogger):
+
         def warning(self, text):
             raise RuntimeError("context refused")
 

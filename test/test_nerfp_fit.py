@@ -139,7 +139,7 @@ def test_stage2_trains_only_the_pose_branch(fitted, room):
 
 def test_stage1_leaves_the_pose_branch_alone_and_fits_are_seeded(room):
     args = (room.images[:10], room.poses_n44[:10], room.intrinsics, room.depths[:10], TINY)
-    kw = dict(steps_pose=0, batch_rays=64, progress=False)
+    kw = {"steps_pose": 0, "batch_rays": 64, "progress": False}
     torch.manual_seed(123)
     rng_before = torch.random.get_rng_state()
     a, _ = fit_nerfp(*args, steps_rgb=4, seed=5, **kw)

@@ -129,9 +129,9 @@ def test_belief_covariance_from_a_recent_message_else_from_belief_std():
 
 
 def _notes(est, **kwargs):
-    args = dict(T_base_cam=T_BASE_CAM, base_frame="base_link", camera_frame="camera_optical_frame",
-                odom_frame="odom", T_odom_base=None, publish_tf=True, min_confidence=0.5, detector=None,
-                belief=None, allow_unverified=False)
+    args = {"T_base_cam": T_BASE_CAM, "base_frame": "base_link", "camera_frame": "camera_optical_frame",
+            "odom_frame": "odom", "T_odom_base": None, "publish_tf": True, "min_confidence": 0.5, "detector": None,
+            "belief": None, "allow_unverified": False}
     args.update(kwargs)
     return localize_frame(est, **args).notes
 

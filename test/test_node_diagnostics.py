@@ -140,14 +140,14 @@ def test_oneshot_skips_are_counted_per_status_and_cleared_per_request():
 
 RELOC = SimpleNamespace(model_path="/models/office.pt", device="cpu", uncertainty="mc-dropout", verifying=True)
 INTRINSICS = SimpleNamespace(width=64, height=48)
-TOPICS = dict(image_topic="/cam/image", camera_info_topic="/cam/camera_info")
+TOPICS = {"image_topic": "/cam/image", "camera_info_topic": "/cam/camera_info"}
 
 
 def _period(**kw):
-    args = dict(in_rate_hz=10.0, out_rate_hz=5.0, since_done_s=0.1, last_failed=False, problem="", confidence=0.8,
-                sigmas=(0.05, 1.0), rate_dropped=3,
-                timings=[{"decode": 1.0, "total": 9.0}, {"decode": 3.0, "total": 11.0}],
-                counts={"verified": 3, "unverified": 0, "failed": 1}, verified_inliers=[50, 70, 90])
+    args = {"in_rate_hz": 10.0, "out_rate_hz": 5.0, "since_done_s": 0.1, "last_failed": False, "problem": "",
+            "confidence": 0.8, "sigmas": (0.05, 1.0), "rate_dropped": 3,
+            "timings": [{"decode": 1.0, "total": 9.0}, {"decode": 3.0, "total": 11.0}],
+            "counts": {"verified": 3, "unverified": 0, "failed": 1}, "verified_inliers": [50, 70, 90]}
     args.update(kw)
     return PeriodStats(**args)
 

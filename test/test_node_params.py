@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Relocalization node parameters and the shared spec machinery without ROS: specs vs YAML and README, options
-and their errors, launch files. (The trainer node's: test_training_node_params.py.)"""
+"""Relocalization node parameters and the shared spec machinery, without ROS.
+
+Specs vs YAML and README, options and their errors, launch files. (The trainer node's:
+test_training_node_params.py.)
+"""
 
 from __future__ import annotations
 
@@ -267,7 +270,7 @@ def _launch_arguments(path: Path) -> dict[str, str]:
     ("relocalize.launch.py", {"model": "''", "image_topic": "'/camera/image_raw'", "params_file": "default_params",
                               "namespace": "''", "use_sim_time": "'false'", "log_level": "'info'",
                               "autostart": "'true'", "device": "'auto'", "camera_info_topic": "''",
-                              "verify": "''", "allow_unverified": "''"}),
+                              "verify": "''", "allow_unverified": "''", "rviz": "'false'"}),
     ("train.launch.py", {"bags": "''", "output": "''", "image_topic": "''", "params_file": "default_params",
                          "use_sim_time": "'false'", "log_level": "'info'"}),
 ])
@@ -283,6 +286,24 @@ def test_launch_files_compile_and_declare_their_arguments(name, expected):
     assert "generate_launch_description" in source
     default_yaml = "relocalize.yaml" if name.startswith("relocalize") else "train.yaml"
     assert f"'{default_yaml}'" in source and "get_package_share_directory('reloc_ros')" in source
+
+
+def test_nav2_launch_brings_the_node_up_under_its_own_lifecycle_manager():
+    path = ROOT / "launch" / "nav2_relocalization.launch.py"
+    source = path.read_text()
+    compile(source, str(path), "exec")
+    args = _launch_arguments(path)
+    forwarded = ast.literal_eval(re.search(r"^FORWARDED = (\(.*?\))$", source, re.M).group(1))
+    # Every forwarded argument is declared here and exists in relocalize.launch.py.
+    assert set(forwarded) <= set(args) <= set(_launch_arguments(ROOT / "launch" / "relocalize.launch.py"))
+    assert "('autostart', 'false')" in source  # the manager, not the node, brings it up
+    assert "executable='lifecycle_manager'" in source and "'node_names': ['relocalization']" in source
+    assert "'nav2_relocalization.yaml'" in source
+    # The Nav2 parameters are valid for the node, and say what running beside AMCL needs.
+    values = _yaml_params("nav2_relocalization.yaml")
+    assert P.check_values(P.RELOCALIZATION_PARAMS, values)
+    assert values["publish_tf"] is False and values["initialpose.enabled"] is True
+    assert values["initialpose.belief_pose_topic"] == "/amcl_pose" and values["base_frame"] == "base_footprint"
 
 
 def test_launch_files_start_the_installed_executables():
@@ -301,7 +322,7 @@ def test_launch_files_start_the_installed_executables():
 
 
 def _launch_functions(path: Path, *names: str) -> dict:
-    """The named module-level functions of a launch file, compiled alone (no launch import)."""
+    """Return the named module-level functions of a launch file, compiled alone (no launch import)."""
     tree = ast.parse(path.read_text(), str(path))
     defs = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names]
     assert {d.name for d in defs} == set(names)

@@ -70,7 +70,7 @@ def test_bag_has_topics_metadata_and_a_tf_chain_reproducing_ground_truth(tmp_pat
     from reloc_ros.conversions import camera_info_to_intrinsics, depth_to_metres, image_to_rgb8, stamp_to_ns
 
     frames, seed = 12, 4
-    kwargs = dict(route="test", frames=frames, seed=seed, size=(64, 48), rate_hz=2.0)
+    kwargs = {"route": "test", "frames": frames, "seed": seed, "size": (64, 48), "rate_hz": 2.0}
     path = tmp_path / "synthetic"
     summary = synth.write_synthetic_bag(path, storage=storage, depth=True, progress=False, **kwargs)
     assert summary.frames == frames and summary.storage == storage

@@ -47,7 +47,7 @@ def _meta():
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A mapping run and a query run of a textured room, a map of the first, and an untrained APR far off."""
+    """Build a mapping run and a query run of a textured room, a map of the first, and an untrained APR far off."""
     d = tmp_path_factory.mktemp("verified")
     mapping = synthetic_dataset("train", 160, 0, SIZE, scene=SCENE)
     query = synthetic_dataset("test", 24, 0, SIZE, scene=SCENE)

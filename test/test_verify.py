@@ -110,8 +110,8 @@ def test_pose_distance():
     assert dt[0] == pytest.approx(0.5) and dr[0] == pytest.approx(20.0)
 
 
-@pytest.mark.parametrize("bad", [dict(min_inliers=3), dict(ratio=1.5), dict(max_sigma_m=0.0),
-                                 dict(keyframes_per_candidate=0), dict(max_candidate_deg=float("nan"))])
+@pytest.mark.parametrize("bad", [{"min_inliers": 3}, {"ratio": 1.5}, {"max_sigma_m": 0.0},
+                                 {"keyframes_per_candidate": 0}, {"max_candidate_deg": float("nan")}])
 def test_config_names_the_bad_value(bad):
     name = next(iter(bad))
     with pytest.raises(ValueError, match=name):

@@ -73,12 +73,19 @@ from reloc_ros.errors import RelocError
 from reloc_ros.nodes.relocalization_outputs import RelocalizationOutputs
 from reloc_ros.nodes.ros_params import declare_specs, read_specs
 from reloc_ros.runtime.engine import LatestFrameWorker, Relocalizer
+from reloc_ros.runtime.lifecycle_bond import LifecycleBond
 from reloc_ros.runtime.log_bridge import attach_core_logging, detach_core_logging
 from reloc_ros.runtime.node_core import check_parameter_update, configure_report, image_stamp_ns, map_frame_warning
 from reloc_ros.runtime.node_diagnostics import NodeStats
 from reloc_ros.runtime.node_params import (RELOCALIZATION_PARAMS, RelocalizationOptions, relocalization_options,
                                            spec_by_name)
 from reloc_ros.runtime.recovery import KidnapDetector, OneShotRequest
+from reloc_ros.runtime.tf_broadcast import MapOdomBroadcast
+
+try:  # ros-$ROS_DISTRO-bondpy: the bond a Nav2 lifecycle manager waits for (LifecycleBond warns without it)
+    from bondpy.bondpy import Bond
+except ImportError:
+    Bond = None
 
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
@@ -118,6 +125,9 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
         self._sub = None
         self._camera_info_sub = None
         self._timer = None
+        self._tf_timer = None
+        self._map_odom: MapOdomBroadcast | None = None
+        self._bond: LifecycleBond | None = None
         self._worker: LatestFrameWorker | None = None
         self._image_topic = ""
         self._camera_info_topic = ""
@@ -187,6 +197,7 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
         self._tf_buffer = tf2_ros.Buffer()
         self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
         self._tf_broadcaster = tf2_ros.TransformBroadcaster(self)
+        self._map_odom = MapOdomBroadcast(opts.transform_tolerance_s, opts.tf_rebroadcast_hz)
         self._detector = KidnapDetector(opts.recovery)
         self._oneshot = OneShotRequest(opts.oneshot_frames, opts.oneshot_timeout_s, opts.min_confidence)
         t = self._types
@@ -203,9 +214,13 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
             "initialpose": create(pose_cls, opts.initialpose_topic, reliable),
         }
         if opts.recovery_enabled and opts.belief_pose_topic:
-            # Volatile: matches AMCL's transient-local publisher and volatile ones alike.
-            self._belief_sub = self.create_subscription(pose_cls, opts.belief_pose_topic, self._on_belief_pose,
-                                                        QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+            # Transient local (default) also delivers AMCL's last amcl_pose, published before this node started;
+            # a volatile publisher needs belief_pose_durability: volatile.
+            durability = (DurabilityPolicy.TRANSIENT_LOCAL if opts.belief_pose_transient_local
+                          else DurabilityPolicy.VOLATILE)
+            self._belief_sub = self.create_subscription(
+                pose_cls, opts.belief_pose_topic, self._on_belief_pose,
+                QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, durability=durability))
         self._service = self.create_service(Trigger, "~/relocalize", self._on_relocalize,
                                             callback_group=self._service_group)
         info, warnings = configure_report(opts, self._map_frame, reloc.describe(), reloc.verifying)
@@ -236,6 +251,8 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
                                                              qos_profile_sensor_data)
             self._camera_info_topic = str(getattr(self._camera_info_sub, "topic_name", "camera_info"))
             self._timer = self.create_timer(opts.diagnostics_period_s, self._publish_diagnostics)
+            if opts.publish_tf and self._map_odom.period_s is not None:
+                self._tf_timer = self.create_timer(self._map_odom.period_s, self._rebroadcast_tf)
         except Exception as exc:  # noqa: BLE001 - rclpy would swallow it without a word
             self.get_logger().error(f"activate failed: {type(exc).__name__}: {exc}")
             self._stop_input()
@@ -245,6 +262,9 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
             self._stop_input()
             return ret
         self._active = True
+        # As Nav2's own nodes: the bond its lifecycle manager waits for after activating us.
+        self._bond = LifecycleBond(Bond, self, self.get_name(), opts.bond_heartbeat_period_s, self.get_logger().warning)
+        self._bond.start()
         self.get_logger().info(f"active: relocalizing {msg_cls.__name__} from {self._image_topic} (intrinsics "
                                f"from {self._camera_info_topic}), publishing {self._pubs['pose'].topic_name}")
         return SUCCESS
@@ -296,6 +316,14 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
+        if self._tf_timer is not None:
+            self.destroy_timer(self._tf_timer)
+            self._tf_timer = None
+        if self._map_odom is not None:
+            self._map_odom.clear()  # a re-activated node starts from a fresh correction
+        if self._bond is not None:
+            self._bond.stop()
+            self._bond = None
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
@@ -321,6 +349,7 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
                 self.destroy_publisher(pub)
             self._tf_broadcaster = None
         self._tf_buffer = None
+        self._map_odom = None
         self._detector = self._oneshot = None
         self._reloc = None
         self._opts = None

@@ -52,6 +52,7 @@ from reloc_ros.runtime.node_diagnostics import NodeStats, diagnostics_report
 from reloc_ros.runtime.node_params import RelocalizationOptions
 from reloc_ros.runtime.pipeline import localize_frame
 from reloc_ros.runtime.recovery import KidnapDetector, OneShotRequest
+from reloc_ros.runtime.tf_broadcast import MapOdomBroadcast
 
 
 class RelocalizationOutputs:
@@ -67,6 +68,7 @@ class RelocalizationOutputs:
     _map_frame: str
     _tf_buffer: Any
     _tf_broadcaster: Any
+    _map_odom: MapOdomBroadcast | None
     _detector: KidnapDetector | None
     _oneshot: OneShotRequest | None
     _oneshot_lock: threading.Lock
@@ -149,8 +151,10 @@ class RelocalizationOutputs:
             return  # warned above, with a hint
         for note in problems:
             self.get_logger().warning(note, throttle_duration_sec=5.0)
-        if fr.tf is not None:
-            self._tf_broadcaster.sendTransform(conv.make_transform_stamped(t, fr.tf[2], stamp, map_frame, fr.tf[1]))
+        if fr.tf is not None:  # stamped transform_tolerance_s ahead, held for _rebroadcast_tf
+            tf_stamp = self._map_odom.correct(fr.tf[2], stamp, map_frame, fr.tf[1])
+            self._tf_broadcaster.sendTransform(conv.make_transform_stamped(t, fr.tf[2], tf_stamp, map_frame,
+                                                                           fr.tf[1]))
         if fr.decision is not None and fr.decision.reinitialise:
             self._pubs["initialpose"].publish(pose_msg)
             self.get_logger().info(f"re-initialising through {opts.initialpose_topic}: {fr.decision.reason}")
@@ -223,6 +227,18 @@ class RelocalizationOutputs:
             return response
         finally:
             self._oneshot_lock.release()
+
+    # -- TF ------------------------------------------------------------------------
+
+    def _rebroadcast_tf(self) -> None:
+        """Re-send the last map -> odom correction stamped now + transform_tolerance_s (timer, publish_tf)."""
+        held, broadcaster = self._map_odom, self._tf_broadcaster
+        if held is None or broadcaster is None or not self._active:
+            return
+        out = held.rebroadcast(self.get_clock().now().nanoseconds)
+        if out is not None:
+            T, stamp, parent, child = out
+            broadcaster.sendTransform(conv.make_transform_stamped(self._types, T, stamp, parent, child))
 
     # -- diagnostics ------------------------------------------------------------
 

@@ -70,8 +70,8 @@ class ParamSpec:
     default: Any
     description: str
     read_only: bool = False
-    min: float | None = None
-    max: float | None = None
+    min: float | None = None  # noqa: A003 - the bound's name in the ROS parameter descriptor
+    max: float | None = None  # noqa: A003 - as min
     choices: tuple[str, ...] | None = None
     kind: str = ""
 
@@ -226,6 +226,12 @@ RELOCALIZATION_PARAMS: tuple[ParamSpec, ...] = (
               "the model's camera frame if that is empty)."),
     ParamSpec("publish_tf", True, "Broadcast the map -> odom correction (map -> base_frame without odom) for "
               "verified estimates (unverified ones too with allow_unverified) with confidence >= min_confidence."),
+    ParamSpec("transform_tolerance_s", 0.5, "How far into the future the map -> odom correction is stamped "
+              "(as AMCL's transform_tolerance), so TF users may look it up until then without extrapolation "
+              "errors.", min=0.0, max=10.0),
+    ParamSpec("tf_rebroadcast_hz", 10.0, "Rate at which the last map -> odom correction is re-broadcast (stamped "
+              "now + transform_tolerance_s) while publish_tf is on, so TF never runs dry between confident "
+              "frames; 0: only when a frame corrects it.", min=0.0, max=100.0),
     ParamSpec("tf_timeout_s", 0.1, "How long to wait for a TF lookup (camera extrinsics, odom -> base at the "
               "image stamp), in seconds.", min=0.0, max=10.0),
     ParamSpec("max_rate_hz", 0.0, "Most images relocalized per second (by image stamp); faster frames are "
@@ -272,6 +278,10 @@ RELOCALIZATION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("initialpose.belief_pose_topic", "/amcl_pose", "PoseWithCovarianceStamped giving the belief's "
               "covariance (AMCL's amcl_pose); when none arrived within 5 s of the image, "
               "initialpose.belief_std_m / belief_std_rad are used. '' = always use those."),
+    ParamSpec("initialpose.belief_pose_durability", "transient_local", "QoS durability of the belief_pose_topic "
+              "subscription: transient_local also receives the last pose published before the node started (AMCL "
+              "publishes amcl_pose transient-local); volatile for a volatile publisher, which a transient_local "
+              "subscription does not hear.", choices=("transient_local", "volatile")),
     ParamSpec("initialpose.belief_std_m", 0.5, "Position standard deviation assumed for the belief without "
               "belief_pose_topic, in metres.", min=0.0, max=1000.0),
     ParamSpec("initialpose.belief_std_rad", 0.2, "Rotation standard deviation assumed for the belief without "
@@ -283,6 +293,9 @@ RELOCALIZATION_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("autostart", True, "Configure and activate on start-up (so ros2 launch alone brings the node up); "
               "false: wait for a lifecycle manager (e.g. nav2_lifecycle_manager).", read_only=True),
     ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status, in seconds.", min=0.1, max=60.0),
+    ParamSpec("bond_heartbeat_period", 0.1, "Seconds between the heartbeats of the bond with a Nav2 lifecycle "
+              "manager (needs the bondpy package), formed on activate and broken on deactivate as Nav2's own "
+              "nodes do; 0: no bond (no lifecycle manager drives the node).", min=0.0, max=10.0),
 )
 """Parameters of ``relocalization_node`` (defaults: ``config/relocalize.yaml``). All are read at configure."""
 
@@ -327,15 +340,19 @@ class RelocalizationOptions:
     base_frame: str
     camera_frame: str
     publish_tf: bool
+    transform_tolerance_s: float
+    tf_rebroadcast_hz: float
     tf_timeout_s: float
     max_rate_hz: float
     min_confidence: float
     allow_unverified: bool
     initialpose_topic: str
     belief_pose_topic: str
+    belief_pose_transient_local: bool
     belief_std: tuple[float, float]
     autostart: bool
     diagnostics_period_s: float
+    bond_heartbeat_period_s: float
     values: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -450,8 +467,11 @@ def relocalization_options(values: Mapping[str, Any]) -> RelocalizationOptions:
         oneshot_frames=v["oneshot.frames"], oneshot_timeout_s=v["oneshot.timeout_s"],
         image_transport=v["image_transport"], map_frame=v["map_frame"], odom_frame=v["odom_frame"],
         base_frame=v["base_frame"], camera_frame=v["camera_frame"], publish_tf=v["publish_tf"],
+        transform_tolerance_s=v["transform_tolerance_s"], tf_rebroadcast_hz=v["tf_rebroadcast_hz"],
         tf_timeout_s=v["tf_timeout_s"], max_rate_hz=v["max_rate_hz"], min_confidence=v["min_confidence"],
         allow_unverified=v["allow_unverified"],
         initialpose_topic=v["initialpose.topic"], belief_pose_topic=v["initialpose.belief_pose_topic"],
+        belief_pose_transient_local=v["initialpose.belief_pose_durability"] == "transient_local",
         belief_std=(v["initialpose.belief_std_m"], v["initialpose.belief_std_rad"]),
-        autostart=v["autostart"], diagnostics_period_s=v["diagnostics_period_s"], values=v)
+        autostart=v["autostart"], diagnostics_period_s=v["diagnostics_period_s"],
+        bond_heartbeat_period_s=v["bond_heartbeat_period"], values=v)

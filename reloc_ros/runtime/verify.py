@@ -149,7 +149,7 @@ class Verification:
     inliers: int = 0
     matches: int = 0
     source: str = "model"
-    timings_ms: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in VERIFY_STAGES})
+    timings_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(VERIFY_STAGES, 0.0))
 
 
 def query_intrinsics(map_K: Intrinsics, width: int, height: int, intrinsics: Intrinsics | None) -> Intrinsics:
@@ -293,7 +293,7 @@ class Verifier:
         """Verify the candidates (``(K, 4, 4)`` camera poses, best first) on one RGB image; see the module doc."""
         from reloc_ros.mapping.features import detect
 
-        timings = {k: 0.0 for k in VERIFY_STAGES}
+        timings = dict.fromkeys(VERIFY_STAGES, 0.0)
         t0 = time.perf_counter()
         img = self.to_map_resolution(np.asarray(rgb_hw3), intrinsics)
         xy_n2, desc = detect(img, self.map.feature, self.max_features)
