@@ -204,6 +204,54 @@ def mean_pose_baseline(train_poses_n44: np.ndarray, test_poses_n44: np.ndarray,
     return accuracy_report(np.broadcast_to(T_mean, test.shape), test, **info)
 
 
+WEAK_MARGIN = 0.75
+"""A model is weak unless its validation median position error is at most this share of the mean pose's."""
+
+
+def model_quality(val_metrics: dict[str, Any], mean_pose_report: dict[str, Any], train_images: Any,
+                  train_poses_n44: np.ndarray, val_images: Any, val_poses_n44: np.ndarray,
+                  split: str) -> dict[str, Any]:
+    """Say what a trained model is worth: its validation error against two answers that need no learning.
+
+    The references, on the same validation frames: always answering the mean
+    mapping pose (``mean_pose_report``), and nearest-mapping-frame retrieval
+    (the pose of the most similar training image by thumbnail,
+    :class:`~reloc_ros.baselines.RetrievalBaseline`). The model is ``weak``
+    unless its median position error is at most :data:`WEAK_MARGIN` times the
+    mean pose's: a model no better than a constant must never look like a
+    success. The result goes into the model's metadata (``quality``), which
+    ``eval``, ``replay`` and the node print at load.
+    """
+    from reloc_ros.baselines import RetrievalBaseline
+
+    retrieval = accuracy_report(RetrievalBaseline(np.asarray(train_images), train_poses_n44)
+                                .predict(np.asarray(val_images)), val_poses_n44)
+    model_m, mean_m = float(val_metrics["median_translation_m"]), float(mean_pose_report["median_translation_m"])
+    return {
+        "weak": not model_m <= WEAK_MARGIN * mean_m, "margin": WEAK_MARGIN, "split": split,
+        "frames": int(len(val_poses_n44)),
+        "model_median_m": model_m, "model_median_deg": float(val_metrics["median_rotation_deg"]),
+        "mean_pose_median_m": mean_m, "mean_pose_median_deg": float(mean_pose_report["median_rotation_deg"]),
+        "retrieval_median_m": float(retrieval["median_translation_m"]),
+        "retrieval_median_deg": float(retrieval["median_rotation_deg"]),
+        "beats_retrieval": bool(model_m < float(retrieval["median_translation_m"])),
+    }
+
+
+def describe_quality(quality: dict[str, Any]) -> str:
+    """One line on a model's :func:`model_quality`: weak or not, with the figures behind the verdict."""
+    figures = (f"validation ({quality['split']}, {quality['frames']} frames): model {quality['model_median_m']:.3f} m "
+               f"/ {quality['model_median_deg']:.1f} deg, mean mapping pose {quality['mean_pose_median_m']:.3f} m / "
+               f"{quality['mean_pose_median_deg']:.1f} deg, nearest-mapping-frame retrieval "
+               f"{quality['retrieval_median_m']:.3f} m / {quality['retrieval_median_deg']:.1f} deg")
+    if quality["weak"]:
+        return (f"WEAK MODEL: it does not beat the mean mapping pose by the required margin (at most "
+                f"{quality['margin']:.0%} of its error); {figures}. Its poses are barely better than a constant: "
+                f"see the README, 'When the trainer says the model is weak'")
+    worse = "" if quality["beats_retrieval"] else "; it does not beat nearest-frame retrieval"
+    return f"model beats the mean mapping pose{worse}; {figures}"
+
+
 def format_report(report: dict[str, Any], title: str = "") -> str:
     """Render a report as a short human-readable block of text (what the CLI prints)."""
     head = title or str(report.get("model", "")) or "accuracy"

@@ -271,3 +271,32 @@ def test_format_report_lists_frame_errors():
     rep = ev.accuracy_report(np.stack([np.eye(4)] * 2), np.stack([np.eye(4)] * 2),
                              frame_errors={"error in the frame's processing (RuntimeError)": 3})
     assert "skipped, error in the frame's processing (RuntimeError): 3 frames" in ev.format_report(rep)
+
+
+def _route(n):
+    """Poses along a line with yaw turning, and images whose content encodes where they were taken."""
+    x = np.linspace(0.0, 8.0, n)
+    yaw = 0.3 * x
+    quats = np.stack([np.zeros(n), np.zeros(n), np.sin(yaw / 2), np.cos(yaw / 2)], 1)
+    poses = g.make_pose(np.stack([x, np.zeros(n), np.zeros(n)], 1), quats)
+    u = np.arange(32) / 32.0
+    rows = [127 + 120 * np.sin(2 * np.pi * (u + xi / 10.0)) for xi in x]  # the pattern slides with the camera
+    images = np.stack([np.broadcast_to(r[None, :, None], (24, 32, 3)) for r in rows]).astype(np.uint8)
+    return poses, images
+
+
+def test_model_quality_calls_a_model_no_better_than_the_mean_pose_weak():
+    poses, images = _route(60)
+    train, val = np.arange(60) % 4 != 0, np.arange(60) % 4 == 0
+    mean = ev.mean_pose_baseline(poses[train], poses[val])
+    as_good_as_mean = ev.accuracy_report(np.broadcast_to(ev.mean_pose(poses[train]), poses[val].shape), poses[val])
+    q = ev.model_quality(as_good_as_mean, mean, images[train], poses[train], images[val], poses[val], "held out")
+    assert q["weak"] and q["margin"] == ev.WEAK_MARGIN and q["frames"] == val.sum() and q["split"] == "held out"
+    assert q["model_median_m"] == pytest.approx(q["mean_pose_median_m"])
+    # Retrieval finds the neighbouring training frame (images encode position): far better than the mean pose.
+    assert q["retrieval_median_m"] < 0.3 * q["mean_pose_median_m"] and not q["beats_retrieval"]
+    assert ev.describe_quality(q).startswith("WEAK MODEL") and "held out, 15 frames" in ev.describe_quality(q)
+    exact = ev.accuracy_report(poses[val], poses[val])
+    good = ev.model_quality(exact, mean, images[train], poses[train], images[val], poses[val], "held out")
+    assert not good["weak"] and good["beats_retrieval"]
+    assert ev.describe_quality(good).startswith("model beats the mean mapping pose;")

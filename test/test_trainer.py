@@ -14,6 +14,7 @@
 
 """Training from bags: learns for real, resumes to the same result, fails clearly, runs under torchrun."""
 
+import logging
 import os
 from pathlib import Path
 import subprocess
@@ -27,8 +28,11 @@ from reloc_ros.cli import main
 from reloc_ros.data.bag import BagSource
 from reloc_ros.data.synth import make_run, write_synthetic_bag
 from reloc_ros.errors import RelocError
+from reloc_ros.modelfile import read_metadata
+from reloc_ros.runtime.engine import Relocalizer
 from reloc_ros.training import apr_trainer
-from reloc_ros.training.trainer import TrainConfig, checkpoint_path_for, load_checkpoint, train
+from reloc_ros.training.trainer import (EXIT_WEAK, TrainConfig, TrainResult, checkpoint_path_for, load_checkpoint,
+                                        train, weak_model_refusal)
 
 TINY = {"backbone": "resnet18", "input_size": (32, 24), "batch_size": 8, "epochs": 2, "min_frames": 10}
 
@@ -152,7 +156,7 @@ def test_config_file_and_command_line_precedence(bags, tmp_path, capsys):
     cfg.write_text("model: lrf-posenet\nepochs: 5\ninput-size: 32x24\nbatch_size: 8\n")
     out = tmp_path / "x.pt"
     assert main(["-q", "train", str(bags / "tiny"), "--map", "none", "--config", str(cfg), "--out", str(out),
-                 "--epochs", "1", "--cache-dir", str(tmp_path / "c"), "--onnx"]) == 0
+                 "--epochs", "1", "--cache-dir", str(tmp_path / "c"), "--onnx", "--allow-weak"]) == 0
     assert out.with_suffix(".onnx").exists()  # written beside, checked against the TorchScript output
     state = load_checkpoint(checkpoint_path_for(out))
     assert state["config"]["model"] == "lrf-posenet" and state["config"]["head"] == "lstm"
@@ -164,6 +168,25 @@ def test_config_file_and_command_line_precedence(bags, tmp_path, capsys):
     assert "unknown option 'learning_rate'" in capsys.readouterr().err
 
 
+def test_a_weak_model_is_written_flagged_and_the_trainer_fails(bags, tmp_path, capsys, caplog):
+    """A learning rate too small to learn anything: the model answers about the mean pose and must not pass."""
+    out = tmp_path / "weak.pt"
+    code = main(["-q", "train", str(bags / "tiny"), "--map", "none", "--epochs", "1", "--lr", "1e-12",
+                 "--input-size", "32x24", "--batch-size", "8", "--out", str(out), "--cache-dir", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == EXIT_WEAK == 3
+    assert "WEAK MODEL" in err and "--allow-weak" in err and "mean mapping pose" in err
+    quality = read_metadata(out)["quality"]  # written all the same, and it says so
+    assert quality["weak"] and quality["model_median_m"] > quality["margin"] * quality["mean_pose_median_m"]
+    assert quality["split"] == "time blocks of the mapping run" and quality["frames"] > 0
+    with caplog.at_level(logging.WARNING, logger="reloc_ros.runtime.engine"):
+        Relocalizer(out, device="cpu", verify="off", warmup=1)
+    assert "WEAK MODEL" in caplog.text  # eval, replay and the node say it at load
+    result = TrainResult(out, out, quality=quality)
+    assert weak_model_refusal(result, allow_weak=True) is None
+    assert "WEAK MODEL" in weak_model_refusal(result, allow_weak=False)
+
+
 def test_torchrun_two_processes_on_cpu(bags, tmp_path):
     """torch.distributed with gloo: two ranks share each epoch and rank 0 writes one model."""
     out = tmp_path / "ddp.pt"
@@ -172,7 +195,8 @@ def test_torchrun_two_processes_on_cpu(bags, tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
          "reloc_ros.cli", "-q", "train", str(bags / "tiny"), "--map", "none", "--out", str(out), "--epochs", "2",
-         "--input-size", "32x24", "--batch-size", "8", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu"],
+         "--input-size", "32x24", "--batch-size", "8", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu",
+         "--allow-weak"],
         capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).resolve().parents[1])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     state = load_checkpoint(checkpoint_path_for(out))

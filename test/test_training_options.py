@@ -155,7 +155,8 @@ def test_read_config_file(tmp_path):
 
 
 @pytest.mark.parametrize("text, pattern", [
-    ("epoch: 3\n", r"unknown option 'epoch'; valid: backbone, backbone_weights, batch_size, beta, cache_dir"),
+    ("epoch: 3\n", r"unknown option 'epoch'; valid: allow_weak, backbone, backbone_weights, batch_size, beta, "
+                   r"cache_dir"),
     ("bags: [a]\n", r"unknown option 'bags'"),
     ("config: other.yaml\n", r"unknown option 'config'"),
     ("- epochs\n", r"must hold a mapping of option: value"),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from reloc_ros.cli.common import (add_bag_source_args, add_map_args, add_options, bag_source_from_args, build_map,
@@ -48,7 +49,7 @@ def load_config_file(path: Path) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a model on bags and export it (and, unless --map none, build its feature map)."""
     from reloc_ros.training.loop import check_outputs
-    from reloc_ros.training.trainer import train
+    from reloc_ros.training.trainer import EXIT_WEAK, train, weak_model_refusal
 
     check_outputs(args.out, onnx=args.onnx)  # the model, its .ckpt and .onnx: before any work
     cfg = train_config_from_args(args)
@@ -74,6 +75,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise RelocError(f"training is done and {args.out} is written, but its feature map could not be built: "
                              f"{e}. The model works without it (poses unverified); build it later with 'reloc-ros "
                              f"map {args.out} BAG...', or train with --map none") from e
+    refusal = weak_model_refusal(result, args.allow_weak)
+    if refusal:
+        print(f"reloc-ros train: error: {refusal}", file=sys.stderr)
+        return EXIT_WEAK
     return 0
 
 

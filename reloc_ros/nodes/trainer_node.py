@@ -19,9 +19,10 @@ runs :func:`reloc_ros.training.trainer.train` (the trainer of ``reloc-ros
 train``) on a background thread, forwards the trainer's log (one line per
 epoch) to the node's logger, publishes its progress on ``/diagnostics`` every
 second and exits when training ends: exit code 0 once the model file is
-written (atomically, by the trainer), 1 on failure with the error logged, 130
-on Ctrl-C (the checkpoint of the last finished epoch stays: relaunch with
-``resume:=true``).
+written (atomically, by the trainer), 1 on failure with the error logged, 3
+when the model is weak (no better than the mean mapping pose; written all the
+same, accepted with ``allow_weak:=true``), 130 on Ctrl-C (the checkpoint of
+the last finished epoch stays: relaunch with ``resume:=true``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from reloc_ros.nodes.ros_params import declare_specs, read_specs
 from reloc_ros.runtime.log_bridge import attach_core_logging, detach_core_logging
 from reloc_ros.training.node_params import TRAINER_PARAMS, TrainerOptions, parse_epoch_line, trainer_options
 # Imported before the node attaches its log handler (see attach_core_logging); pulls in torch.
-from reloc_ros.training.trainer import train
+from reloc_ros.training.trainer import EXIT_WEAK, train, weak_model_refusal
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -122,6 +123,11 @@ class TrainerNode(Node):
         if "median_translation_m" in b:
             message += (f" (mean-pose baseline {b['median_translation_m']:.3f} m, "
                         f"{b['median_rotation_deg']:.2f} deg)")
+        refusal = weak_model_refusal(result, opts.allow_weak)
+        if refusal:
+            self.get_logger().error(refusal)
+            self._finish("weak model", EXIT_WEAK, refusal)
+            return
         self.get_logger().info(f"training done: {message}")
         self._finish("done", EXIT_OK, message)
 
@@ -147,7 +153,7 @@ class TrainerNode(Node):
         with self._lock:
             state, message, progress = self._state, self._message, dict(self._progress)
             elapsed = time.monotonic() - self._t0
-        level = "ERROR" if state == "failed" else "OK"
+        level = "ERROR" if state in ("failed", "weak model") else "OK"
         cfg = self._opts.config if self._opts is not None else None
         values: dict[str, Any] = {"state": state, "elapsed (s)": float(elapsed)}
         if progress:

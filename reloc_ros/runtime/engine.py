@@ -208,6 +208,12 @@ class Relocalizer:
         self._warm_up(int(warmup))
         self.reset_sequence()
         logger.info("loaded %s", self.describe())
+        if (self.metadata.get("quality") or {}).get("weak"):  # said by the trainer (evaluation.model_quality)
+            from reloc_ros.evaluation import describe_quality
+
+            logger.warning("model '%s': %s%s", path, describe_quality(self.metadata["quality"]),
+                           "; verification against its feature map decides what is published" if self.verifying
+                           else "; nothing verifies its poses (no feature map or verify off)")
 
     def _warm_up(self, n: int) -> None:
         """Check the network on its metadata's input size, then run the whole path ``n`` times on a black image.

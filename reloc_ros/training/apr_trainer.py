@@ -39,7 +39,7 @@ from reloc_ros.data.types import PoseDataset
 from reloc_ros.geometry import make_pose, rotation_error_deg, translation_error
 from reloc_ros.training.config import TrainConfig, TrainResult
 from reloc_ros.training.data import PoseNormaliser, augment, pose_targets, split_time_blocks, to_network_input
-from reloc_ros.training.loop import Run, mean_terms, progress_bar, rank_batches, take_step, wrap_ddp
+from reloc_ros.training.loop import Run, assess_model, mean_terms, progress_bar, rank_batches, take_step, wrap_ddp
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,7 @@ def export_apr(net, out: Path, cfg: TrainConfig, model_cfg, normaliser: PoseNorm
     from reloc_ros.training.onnx_export import export_onnx
 
     pos = ds.poses_n44[:, :3, 3]
+    quality = assess_model(result, ds.images[train_idx], ds.poses_n44[train_idx], val_images, val_poses)
     metadata = {
         "model_kind": "apr", "model": cfg.model, "model_args": model_cfg.to_dict(),
         "train_config": cfg.to_dict(),
@@ -185,6 +186,7 @@ def export_apr(net, out: Path, cfg: TrainConfig, model_cfg, normaliser: PoseNorm
         "training_data": {"source": ds.source, "frames_train": int(len(train_idx)), "frames_val": int(len(val_idx)),
                           "skipped": dict(ds.skipped.counts), "extent_m": (pos.max(0) - pos.min(0)).tolist()},
         "metrics": {"validation": result.val_metrics, "validation_mean_pose_baseline": result.baseline},
+        "quality": quality,
         **(extra or {}),
     }
     net_cpu = copy.deepcopy(net).cpu().eval()

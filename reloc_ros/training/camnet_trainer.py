@@ -75,7 +75,7 @@ from reloc_ros.training.camnet_export import (FUSION_FLOOR, ExportedCamNet, buil
                                               wrap_camnet)
 from reloc_ros.training.config import TrainConfig, TrainResult
 from reloc_ros.training.data import augment, split_time_blocks, to_network_input
-from reloc_ros.training.loop import Run, mean_terms, progress_bar, rank_batches, take_step
+from reloc_ros.training.loop import Run, assess_model, mean_terms, progress_bar, rank_batches, take_step
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +313,7 @@ def _export(net, out: Path, cfg: TrainConfig, model_cfg: CamNetConfig, ds, sourc
     seq = R.run_sequence(eager, val_images, ds.stamps_ns[val_idx])
     calibration = R.fit_calibration(seq, val_poses)
     result.val_metrics = accuracy_report(seq.poses_n44, val_poses, epoch=best["epoch"])
+    quality = assess_model(result, images[train_idx], ds.poses_n44[train_idx], val_images, val_poses)
     pos = ds.poses_n44[:, :3, 3]
     metadata = {
         "model_kind": "camnet", "model": "camnet", "model_args": model_cfg.to_dict(), "train_config": cfg.to_dict(),
@@ -322,6 +323,7 @@ def _export(net, out: Path, cfg: TrainConfig, model_cfg: CamNetConfig, ds, sourc
                           "skipped": dict(ds.skipped.counts), "extent_m": (pos.max(0) - pos.min(0)).tolist(),
                           "pairs": {"similarity": similarity, **pools.counts()}},
         "metrics": {"validation": result.val_metrics, "validation_mean_pose_baseline": result.baseline},
+        "quality": quality,
         "camnet": {"backbone": cfg.backbone, "feature_dim": eager.feature_dim, "retrieval_k": eager.k,
                    "fusion": {"translation_m": fusion[0], "rotation_deg": math.degrees(fusion[1])},
                    "database": {**db.describe(), "keyframe_distance": cfg.keyframe_distance,

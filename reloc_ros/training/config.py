@@ -169,3 +169,4 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     val_metrics: dict = field(default_factory=dict)
     baseline: dict = field(default_factory=dict)
+    quality: dict = field(default_factory=dict)  # evaluation.model_quality: is the model weak?

@@ -261,6 +261,27 @@ def mean_terms(sums: dict, batches: Sequence) -> dict[str, float]:
     return {k: v / max(n_seen, 1) for k, v in sums.items()}
 
 
+VALIDATION_SPLIT = "time blocks of the mapping run"
+"""What the validation frames are: every method holds out time blocks
+(:func:`~reloc_ros.training.data.split_time_blocks`)."""
+
+
+def assess_model(result: TrainResult, train_images: Any, train_poses_n44: Any, val_images: Any,
+                 val_poses_n44: Any) -> dict:
+    """Judge the best epoch against the mean pose and nearest-frame retrieval; fill ``result.quality`` and log it.
+
+    A weak model (:func:`reloc_ros.evaluation.model_quality`) is said loudly
+    here, stored in its metadata by the exporter, and refused by ``reloc-ros
+    train`` and the trainer node unless the user allows it (``--allow-weak``).
+    """
+    from reloc_ros.evaluation import describe_quality, model_quality
+
+    result.quality = model_quality(result.val_metrics, result.baseline, train_images, train_poses_n44, val_images,
+                                   val_poses_n44, VALIDATION_SPLIT)
+    (log.warning if result.quality["weak"] else log.info)(describe_quality(result.quality))
+    return result.quality
+
+
 class Method(Protocol):
     """What a method gives the loop. Built once the data is loaded, on every rank.
 

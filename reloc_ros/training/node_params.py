@@ -108,6 +108,7 @@ class TrainerOptions:
     device: str
     onnx: bool
     cache_dir: Path
+    allow_weak: bool = False
     map_config: MapConfig | None = None  # None for feature_map: none
 
 
@@ -157,6 +158,7 @@ def trainer_options(values: Mapping[str, Any]) -> TrainerOptions:
     return TrainerOptions(bags=tuple(Path(b) for b in opts["bags"]), out=Path(opts["out"]),
                           source=bag_source_from_options(opts), config=cfg, resume=bool(opts["resume"]),
                           device=str(opts["device"]), onnx=bool(opts["onnx"]), cache_dir=Path(opts["cache_dir"]),
+                          allow_weak=bool(opts["allow_weak"]),
                           map_config=None if opts["map"] == "none" else map_config_from_options(opts))
 
 

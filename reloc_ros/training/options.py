@@ -362,6 +362,11 @@ TRAIN_OPTIONS: tuple[TrainOption, ...] = (
     TrainOption("device", "auto", "auto (CUDA if available), cpu, cuda or cuda:N",
                 param=NodeParam("device", "Training device: auto (CUDA if available), cpu, cuda or cuda:N.",
                                 choices=DEVICES)),
+    TrainOption("allow_weak", False, "accept a weak model (one that does not beat the mean mapping pose on its "
+                "validation frames by the required margin): exit status 0 instead of 3; its metadata still says it "
+                "is weak", type="flag",
+                param=NodeParam("allow_weak", "Accept a weak model (no better than the mean mapping pose on its "
+                                "validation frames): exit code 0 instead of 3; its metadata still says it is weak.")),
     TrainOption("onnx", False, "also export OUT.onnx, checked against the TorchScript", type="flag",
                 param=NodeParam("onnx", "Also export OUTPUT.onnx, checked against the TorchScript model.")),
     TrainOption("map", "auto", "auto: after training, build the feature map that verifies poses (the bags need "

@@ -42,7 +42,11 @@ from reloc_ros.training.config import LOSSES, MODELS, OPTIMIZERS, SIMILARITIES, 
 from reloc_ros.training.loop import checkpoint_path_for, fit, load_checkpoint, load_data, start_run
 from reloc_ros.training.pmnet_trainer import PMNetMethod
 
-__all__ = ["train", "method_class", "TrainConfig", "TrainResult", "MODELS", "LOSSES", "OPTIMIZERS",
+EXIT_WEAK = 3
+"""Exit status of ``reloc-ros train`` and the trainer node for a weak model the user did not allow."""
+
+__all__ = ["train", "method_class", "weak_model_refusal", "EXIT_WEAK", "TrainConfig", "TrainResult", "MODELS",
+           "LOSSES", "OPTIMIZERS",
            "SIMILARITIES", "checkpoint_path_for", "load_checkpoint"]
 
 
@@ -62,3 +66,18 @@ def train(bags: Sequence[str | Path], source: BagSource, cfg: TrainConfig, out: 
     ds = load_data(bags, source, cfg, cache_dir, run.dist, progress)
     return fit(run, method(run, ds, cfg, source, onnx=onnx, cache_dir=cache_dir, progress=progress), cfg,
                progress)
+
+
+def weak_model_refusal(result: TrainResult, allow_weak: bool) -> str | None:
+    """Return why a finished run must end with :data:`EXIT_WEAK`, or None when its model is acceptable.
+
+    A weak model (``result.quality``) is written all the same, its metadata
+    says so; without ``allow_weak`` the trainer ends with an error status so
+    that no script takes it for a success.
+    """
+    if not result.quality.get("weak") or allow_weak:
+        return None
+    from reloc_ros.evaluation import describe_quality
+
+    return (f"{describe_quality(result.quality)}. {result.model_path} is written and says it is weak; accept it "
+            f"with --allow-weak (trainer node: allow_weak:=true)")
