@@ -220,7 +220,8 @@ def model_quality(val_metrics: dict[str, Any], mean_pose_report: dict[str, Any],
     unless its median position error is at most :data:`WEAK_MARGIN` times the
     mean pose's: a model no better than a constant must never look like a
     success. The result goes into the model's metadata (``quality``), which
-    ``eval``, ``replay`` and the node print at load.
+    ``eval``, ``replay`` and the node print at load
+    (:func:`reloc_ros.modelfile.describe_quality`).
     """
     from reloc_ros.baselines import RetrievalBaseline
 
@@ -236,20 +237,6 @@ def model_quality(val_metrics: dict[str, Any], mean_pose_report: dict[str, Any],
         "retrieval_median_deg": float(retrieval["median_rotation_deg"]),
         "beats_retrieval": bool(model_m < float(retrieval["median_translation_m"])),
     }
-
-
-def describe_quality(quality: dict[str, Any]) -> str:
-    """One line on a model's :func:`model_quality`: weak or not, with the figures behind the verdict."""
-    figures = (f"validation ({quality['split']}, {quality['frames']} frames): model {quality['model_median_m']:.3f} m "
-               f"/ {quality['model_median_deg']:.1f} deg, mean mapping pose {quality['mean_pose_median_m']:.3f} m / "
-               f"{quality['mean_pose_median_deg']:.1f} deg, nearest-mapping-frame retrieval "
-               f"{quality['retrieval_median_m']:.3f} m / {quality['retrieval_median_deg']:.1f} deg")
-    if quality["weak"]:
-        return (f"WEAK MODEL: it does not beat the mean mapping pose by the required margin (at most "
-                f"{quality['margin']:.0%} of its error); {figures}. Its poses are barely better than a constant: "
-                f"see the README, 'When the trainer says the model is weak'")
-    worse = "" if quality["beats_retrieval"] else "; it does not beat nearest-frame retrieval"
-    return f"model beats the mean mapping pose{worse}; {figures}"
 
 
 def format_report(report: dict[str, Any], title: str = "") -> str:

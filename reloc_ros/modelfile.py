@@ -248,3 +248,17 @@ def import_onnx(runtime_only: bool = False) -> tuple[Any, Any]:
 def read_model_metadata(path: str | Path) -> dict[str, Any]:
     """Return the validated metadata of a TorchScript (``.pt``) or ONNX (``.onnx``) model file."""
     return read_onnx_metadata(path) if Path(path).suffix.lower() == ".onnx" else read_metadata(path)
+
+
+def describe_quality(quality: dict[str, Any]) -> str:
+    """Return one line on a model file's ``quality`` (:func:`reloc_ros.evaluation.model_quality`): weak or not, why."""
+    figures = (f"validation ({quality['split']}, {quality['frames']} frames): model {quality['model_median_m']:.3f} m "
+               f"/ {quality['model_median_deg']:.1f} deg, mean mapping pose {quality['mean_pose_median_m']:.3f} m / "
+               f"{quality['mean_pose_median_deg']:.1f} deg, nearest-mapping-frame retrieval "
+               f"{quality['retrieval_median_m']:.3f} m / {quality['retrieval_median_deg']:.1f} deg")
+    if quality["weak"]:
+        return (f"WEAK MODEL: it does not beat the mean mapping pose by the required margin (at most "
+                f"{quality['margin']:.0%} of its error); {figures}. Its poses are barely better than a constant: "
+                f"see the README, 'When the trainer says the model is weak'")
+    worse = "" if quality["beats_retrieval"] else "; it does not beat nearest-frame retrieval"
+    return f"model beats the mean mapping pose{worse}; {figures}"

@@ -21,6 +21,7 @@ import pytest
 
 from reloc_ros import geometry as g
 from reloc_ros import evaluation as ev
+from reloc_ros.modelfile import describe_quality
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -295,8 +296,8 @@ def test_model_quality_calls_a_model_no_better_than_the_mean_pose_weak():
     assert q["model_median_m"] == pytest.approx(q["mean_pose_median_m"])
     # Retrieval finds the neighbouring training frame (images encode position): far better than the mean pose.
     assert q["retrieval_median_m"] < 0.3 * q["mean_pose_median_m"] and not q["beats_retrieval"]
-    assert ev.describe_quality(q).startswith("WEAK MODEL") and "held out, 15 frames" in ev.describe_quality(q)
+    assert describe_quality(q).startswith("WEAK MODEL") and "held out, 15 frames" in describe_quality(q)
     exact = ev.accuracy_report(poses[val], poses[val])
     good = ev.model_quality(exact, mean, images[train], poses[train], images[val], poses[val], "held out")
     assert not good["weak"] and good["beats_retrieval"]
-    assert ev.describe_quality(good).startswith("model beats the mean mapping pose;")
+    assert describe_quality(good).startswith("model beats the mean mapping pose;")

@@ -65,7 +65,57 @@ def test_no_module_is_too_long_to_read():
     assert {name: n for name, n in lines.items() if n > MAX_LINES} == {}, "split these by idea"
 
 
+def import_graph() -> dict[str, set[str]]:
+    """Map each module to the package modules it imports (at any depth; ``from pkg import mod``: ``pkg.mod``)."""
+    graph = {}
+    for name, path in MODULES.items():
+        edges = set()
+        for target, names in imports(path):
+            edges |= {f"{target}.{n}" for n in names if f"{target}.{n}" in MODULES}
+            if target in MODULES and not all(f"{target}.{n}" in MODULES for n in names or [None]):
+                edges.add(target)
+        graph[name] = edges - {name}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Return the strongly connected groups of more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle():
+    assert circles(import_graph()) == []
+
+
 def test_the_checks_see_a_violation_when_there_is_one(tmp_path):
     bad = tmp_path / "m.py"
     bad.write_text("def f():\n    from reloc_ros.training.trainer import _secret\n")
     assert imports(bad) == [("reloc_ros.training.trainer", ["_secret"])]
+
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -209,7 +209,7 @@ class Relocalizer:
         self.reset_sequence()
         logger.info("loaded %s", self.describe())
         if (self.metadata.get("quality") or {}).get("weak"):  # said by the trainer (evaluation.model_quality)
-            from reloc_ros.evaluation import describe_quality
+            from reloc_ros.modelfile import describe_quality
 
             logger.warning("model '%s': %s%s", path, describe_quality(self.metadata["quality"]),
                            "; verification against its feature map decides what is published" if self.verifying

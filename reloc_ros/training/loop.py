@@ -274,7 +274,8 @@ def assess_model(result: TrainResult, train_images: Any, train_poses_n44: Any, v
     here, stored in its metadata by the exporter, and refused by ``reloc-ros
     train`` and the trainer node unless the user allows it (``--allow-weak``).
     """
-    from reloc_ros.evaluation import describe_quality, model_quality
+    from reloc_ros.evaluation import model_quality
+    from reloc_ros.modelfile import describe_quality
 
     result.quality = model_quality(result.val_metrics, result.baseline, train_images, train_poses_n44, val_images,
                                    val_poses_n44, VALIDATION_SPLIT)

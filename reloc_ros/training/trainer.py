@@ -77,7 +77,7 @@ def weak_model_refusal(result: TrainResult, allow_weak: bool) -> str | None:
     """
     if not result.quality.get("weak") or allow_weak:
         return None
-    from reloc_ros.evaluation import describe_quality
+    from reloc_ros.modelfile import describe_quality
 
     return (f"{describe_quality(result.quality)}. {result.model_path} is written and says it is weak; accept it "
             f"with --allow-weak (trainer node: allow_weak:=true)")
