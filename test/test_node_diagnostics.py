@@ -21,7 +21,8 @@ import pytest
 
 from reloc_ros.geometry import covariance_from_std, make_pose
 from reloc_ros.runtime.engine import STAGES, Estimate, WorkerStats
-from reloc_ros.runtime.node_diagnostics import DiagnosticsReport, NodeStats, PeriodStats, diagnostics_report
+from reloc_ros.runtime.node_diagnostics import (DiagnosticsReport, NodeStats, PeriodStats, configure_failure_report,
+                                                diagnostics_report)
 
 S = 1_000_000_000
 COV = covariance_from_std(0.05, np.radians(1.0))  # sigmas: 0.05 m, 1 deg
@@ -217,3 +218,16 @@ def test_report_message_round_trips(ts):
     assert status.name == "relocalization: relocalization" and status.level == 1
     assert status.message == "last frame failed: x"
     assert {kv.key: kv.value for kv in status.values} == {"processed": "3", "input rate (Hz)": "2.5"}
+
+
+def test_reports_name_the_camera_as_hardware_id_and_a_failed_configure_is_an_error(ts):
+    rep = diagnostics_report(_period(), None, RELOC, period_s=1.0, intrinsics=INTRINSICS, **TOPICS)
+    assert rep.hardware_id == "/cam/image"
+    assert rep.to_msg(ts.types, 0, "relocalization").status[0].hardware_id == "/cam/image"
+    failed = configure_failure_report("cannot load model '/m.pt': RelocError: not a model", "/m.pt")
+    (status,) = failed.to_msg(ts.types, 5 * S, "relocalization").status
+    assert status.level == 2
+    assert status.message == "configure failed: cannot load model '/m.pt': RelocError: not a model"
+    assert {kv.key: kv.value for kv in status.values} == {
+        "state": "unconfigured", "model": "/m.pt", "reason": "cannot load model '/m.pt': RelocError: not a model"}
+    assert configure_failure_report("bad parameter", "").values["model"] == "(none)"

@@ -223,9 +223,10 @@ def _make_node(model, **params):
 
     # The tiny model has no feature map: its poses are unverified, so TF / /initialpose from them need
     # allow_unverified (test_unverified_poses_do_not_move_the_belief_by_default checks the default).
+    # TF stamped at the image stamp, no re-broadcast (test_tf_is_future_dated_and_rebroadcast checks those).
     values = {"model_path": str(model), "device": "cpu", "mc_samples": 4, "min_confidence": 0.0,
               "autostart": False, "diagnostics_period_s": 0.2, "oneshot.frames": 2, "allow_unverified": True,
-              **params}
+              "transform_tolerance_s": 0.0, "tf_rebroadcast_hz": 0.0, **params}
     return RelocalizationNode(namespace=NS, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
 
 
@@ -321,6 +322,33 @@ def test_bad_parameter_override_does_not_crash_the_constructor(ros, tiny_model):
     assert not node._param_errors
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+
+
+def test_tf_is_future_dated_and_rebroadcast(ros, tiny_model):
+    """As AMCL: map -> odom stamped transform_tolerance_s after its image, then re-sent stamped now + tolerance."""
+    types = conv.ros_message_types()
+    node = ros(_make_node(tiny_model, transform_tolerance_s=0.25, tf_rebroadcast_hz=20.0))
+    helper = Helper(ros, types)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    stamps = []
+
+    def publish():
+        stamps.append((300 + len(stamps)) * S)
+        helper.publish_image(stamps[-1])
+
+    def map_odom_stamps():
+        return [conv.stamp_to_ns(tr.header.stamp) for m in helper.tfs for tr in m.transforms
+                if tr.header.frame_id == "map" and tr.child_frame_id == "odom"]
+
+    helper.wait_for(lambda: set(map_odom_stamps()) & {s + S // 4 for s in stamps}, publish)
+    n_images = len(stamps)
+    # Without new images the correction keeps coming, stamped ahead of the node's clock.
+    helper.wait_for(lambda: len([s for s in map_odom_stamps() if s - S // 4 not in stamps]) >= 3, timeout=10.0)
+    now = node.get_clock().now().nanoseconds
+    rebroadcast = [s for s in map_odom_stamps() if s - S // 4 not in stamps]
+    assert len(stamps) == n_images and max(rebroadcast) <= now + S // 4 and max(rebroadcast) > now - S
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
 
 
 def test_compressed_input_no_odom_frame_and_recovery(ros, tiny_model):

@@ -76,7 +76,7 @@ from reloc_ros.runtime.engine import LatestFrameWorker, Relocalizer
 from reloc_ros.runtime.lifecycle_bond import LifecycleBond
 from reloc_ros.runtime.log_bridge import attach_core_logging, detach_core_logging
 from reloc_ros.runtime.node_core import check_parameter_update, configure_report, image_stamp_ns, map_frame_warning
-from reloc_ros.runtime.node_diagnostics import NodeStats
+from reloc_ros.runtime.node_diagnostics import NodeStats, configure_failure_report
 from reloc_ros.runtime.node_params import (RELOCALIZATION_PARAMS, RelocalizationOptions, relocalization_options,
                                            spec_by_name)
 from reloc_ros.runtime.recovery import KidnapDetector, OneShotRequest
@@ -108,6 +108,8 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
         self._param_errors = declare_specs(self, RELOCALIZATION_PARAMS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._log_state = attach_core_logging(self.get_logger())
+        # Plain (not lifecycle) publisher: a failed configure is said on /diagnostics while unconfigured.
+        self._diag_pub = self.create_publisher(self._types["diagnostic_msgs/msg/DiagnosticArray"], "/diagnostics", 10)
         self._service_group = ReentrantCallbackGroup()
         self._oneshot_lock = threading.Lock()
         self._active = False
@@ -165,30 +167,33 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
         try:
             ret = self._configure()
         except Exception as exc:  # noqa: BLE001 - rclpy would swallow it without a word
-            self.get_logger().error(f"configure failed: {type(exc).__name__}: {exc}")
-            ret = FAILURE
+            ret = self._configure_failed(f"{type(exc).__name__}: {exc}")
         if ret != SUCCESS:
             self._release()
             return ret
         return super().on_configure(state)
 
+    def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
+        """Log why configure failed, publish it as an ERROR on /diagnostics, and return FAILURE."""
+        self.get_logger().error(f"configure failed: {reason}")
+        model = str(self.get_parameter("model_path").value) if self.has_parameter("model_path") else ""
+        stamp = max(int(self.get_clock().now().nanoseconds), 0)
+        self._diag_pub.publish(configure_failure_report(reason, model).to_msg(self._types, stamp, self.get_name()))
+        return FAILURE
+
     def _configure(self) -> TransitionCallbackReturn:
         log = self.get_logger()
         if self._param_errors:
-            for err in self._param_errors.values():
-                log.error(f"configure failed: {err}")
-            return FAILURE
+            return self._configure_failed("; ".join(self._param_errors.values()))
         try:
             opts = relocalization_options(read_specs(self, RELOCALIZATION_PARAMS))
         except ValueError as exc:
-            log.error(f"configure failed: {exc}")
-            return FAILURE
+            return self._configure_failed(str(exc))
         try:
             reloc = Relocalizer(**opts.relocalizer_kwargs)
         except (ValueError, RelocError, OSError, RuntimeError, ImportError) as exc:
-            log.error(f"configure failed: cannot load model '{opts.relocalizer_kwargs['model_path']}': "
-                      f"{type(exc).__name__}: {exc}")
-            return FAILURE
+            return self._configure_failed(f"cannot load model '{opts.relocalizer_kwargs['model_path']}': "
+                                          f"{type(exc).__name__}: {exc}")
         self._opts, self._reloc = opts, reloc
         self._map_frame = opts.map_frame or reloc.map_frame
         warning = map_frame_warning(opts.map_frame, reloc.map_frame)

@@ -203,11 +203,19 @@ class DiagnosticsReport:
     """OK, WARN or ERROR."""
     message: str
     values: dict[str, Any]
+    hardware_id: str = ""
+    """What the status is about, as diagnostic tools group it: the camera's image topic (empty before one)."""
 
     def to_msg(self, types: Mapping[str, Any], stamp_ns: int, node_name: str) -> Any:
         """``diagnostic_msgs/msg/DiagnosticArray`` with the status named ``'relocalization: <node_name>'``."""
         return conv.make_diagnostic_array(types, stamp_ns, f"relocalization: {node_name}", self.level,
-                                          self.message, self.values)
+                                          self.message, self.values, hardware_id=self.hardware_id)
+
+
+def configure_failure_report(reason: str, model_path: str) -> DiagnosticsReport:
+    """Return the ERROR status the node publishes when configure fails (bad parameters, a model that cannot load)."""
+    return DiagnosticsReport("ERROR", f"configure failed: {reason}",
+                             {"state": "unconfigured", "model": model_path or "(none)", "reason": reason})
 
 
 def diagnostics_report(period: PeriodStats, worker_stats: Any, reloc: Any, *, period_s: float, image_topic: str,
@@ -274,4 +282,4 @@ def diagnostics_report(period: PeriodStats, worker_stats: Any, reloc: Any, *, pe
                              if intrinsics is not None else
                              f"none yet on {camera_info_topic} (the map's intrinsics are used when the "
                              f"image size matches)")
-    return DiagnosticsReport(level, message, values)
+    return DiagnosticsReport(level, message, values, hardware_id=image_topic)
