@@ -223,3 +223,53 @@ def apr_file(tmp_path_factory):
     meta = {"model": "posenet", "preprocessing": "resize", "training_data": {}, "metrics": {},
             "frames": {"map_frame": "map", "camera_frame": "cam"}}
     return E.export_torchscript(build_apr(APRConfig(head="lstm")), path, meta, POS_MEAN, POS_SCALE, (W, H))
+
+
+# --------------------------------------------------------------------------
+# Message round trips (conversions tests)
+# --------------------------------------------------------------------------
+
+STAMP_NS = 1_700_000_123_456_789_012  # 1700000123.456789012 s: needs both sec and nanosec, fits int32 seconds
+
+
+@pytest.fixture(scope="session")
+def ts(typestore):
+    """Return the ROS 2 Humble typestore of rosbags (short name for the conversions tests)."""
+    return typestore
+
+
+@pytest.fixture(scope="session")
+def T(typestore):
+    """Return its message classes by type name."""
+    return typestore.types
+
+
+def cdr_round_trip(ts, msg):
+    """Serialize with the rosbags typestore and read back: what a bag would hold."""
+    raw = ts.serialize_cdr(msg, msg.__msgtype__)
+    return ts.deserialize_cdr(raw, msg.__msgtype__)
+
+
+# --------------------------------------------------------------------------
+# NeRF-P (nerfp tests)
+# --------------------------------------------------------------------------
+
+def nerfp_tiny_config():
+    """Small enough for a CPU test, big enough to learn the room: 64 cells on the box's longest side."""
+    from reloc_ros.nets.nerfp import NerfPConfig
+
+    return NerfPConfig(levels=6, base_resolution=4, max_resolution=64, hidden_dim=32, samples_per_ray=32,
+                       pose_feature_dim=8, posemap_stride=4, posemap_pool=(2, 2), decoder_hidden=(64,))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests on one torch thread, then restore the count.
+
+    Two threads on a 2-core machine that also runs other work oversubscribe it
+    (10x slower here), and one thread keeps the CPU fit bit-reproducible.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -20,31 +20,14 @@ import numpy as np
 import pytest
 from rosbags.typesys import Stores, get_typestore
 
+from conftest import STAMP_NS, cdr_round_trip
 from reloc_ros import conversions as conv
 from reloc_ros.data.types import Intrinsics
-
-STAMP_NS = 1_700_000_123_456_789_012  # 1700000123.456789012 s: needs both sec and nanosec, fits int32 seconds
-
-
-@pytest.fixture(scope="module")
-def ts():
-    return get_typestore(Stores.ROS2_HUMBLE)
-
-
-@pytest.fixture(scope="module")
-def T(ts):
-    return ts.types
-
-
-def _cdr_round_trip(ts, msg):
-    """Serialize with the rosbags typestore and read back: what a bag would hold."""
-    raw = ts.serialize_cdr(msg, msg.__msgtype__)
-    return ts.deserialize_cdr(raw, msg.__msgtype__)
 
 
 def test_camera_info_round_trip(T, ts):
     intr = Intrinsics(fx=525.0, fy=520.5, cx=319.5, cy=239.25, width=640, height=480)
-    msg = _cdr_round_trip(ts, conv.make_camera_info_msg(T, intr, STAMP_NS, "cam_optical"))
+    msg = cdr_round_trip(ts, conv.make_camera_info_msg(T, intr, STAMP_NS, "cam_optical"))
     assert msg.distortion_model == "plumb_bob"
     np.testing.assert_array_equal(msg.d, np.zeros(5))
     np.testing.assert_array_equal(np.asarray(msg.r).reshape(3, 3), np.eye(3))

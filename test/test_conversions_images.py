@@ -24,29 +24,11 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from rosbags.typesys import Stores, get_typestore
 
+from conftest import STAMP_NS, cdr_round_trip
 from reloc_ros import conversions as conv
 from reloc_ros.conversions import images as ci
 from reloc_ros.conversions.images import encoding_layout, NAMED_ENCODINGS
-
-STAMP_NS = 1_700_000_123_456_789_012  # 1700000123.456789012 s: needs both sec and nanosec, fits int32 seconds
-
-
-@pytest.fixture(scope="module")
-def ts():
-    return get_typestore(Stores.ROS2_HUMBLE)
-
-
-@pytest.fixture(scope="module")
-def T(ts):
-    return ts.types
-
-
-def _cdr_round_trip(ts, msg):
-    """Serialize with the rosbags typestore and read back: what a bag would hold."""
-    raw = ts.serialize_cdr(msg, msg.__msgtype__)
-    return ts.deserialize_cdr(raw, msg.__msgtype__)
 
 
 def _raw_image(T, data: bytes, height: int, width: int, step: int, encoding: str, big: bool = False):
@@ -81,7 +63,7 @@ def test_image_round_trip_every_encoding(T, ts, encoding):
     dtype, channels = encoding_layout(encoding)
     assert msg.step == img.shape[1] * channels * dtype.itemsize
     assert msg.is_bigendian == int(sys.byteorder == "big")
-    for m in (msg, _cdr_round_trip(ts, msg)):
+    for m in (msg, cdr_round_trip(ts, msg)):
         out = conv.image_to_numpy(m)
         assert out.dtype == img.dtype and out.shape == img.shape
         np.testing.assert_array_equal(out, img)
@@ -306,14 +288,14 @@ def test_png_round_trip_is_exact(T, ts):
     rgb = _smooth_rgb()
     msg = conv.make_compressed_image_msg(T, rgb, "png", STAMP_NS, "cam")
     assert msg.format == "rgb8; png compressed bgr8"
-    np.testing.assert_array_equal(conv.compressed_to_rgb8(_cdr_round_trip(ts, msg)), rgb)
+    np.testing.assert_array_equal(conv.compressed_to_rgb8(cdr_round_trip(ts, msg)), rgb)
 
 
 def test_jpeg_round_trip_is_close_and_keeps_colour_order(T, ts):
     rgb = _smooth_rgb()
     msg = conv.make_compressed_image_msg(T, rgb, "jpeg", STAMP_NS, "cam", quality=95)
     assert msg.format == "rgb8; jpeg compressed bgr8"
-    out = conv.compressed_to_rgb8(_cdr_round_trip(ts, msg))
+    out = conv.compressed_to_rgb8(cdr_round_trip(ts, msg))
     assert out.shape == rgb.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - rgb).mean() < 3.0
     red = np.zeros((16, 16, 3), np.uint8)

@@ -22,23 +22,11 @@ import types as pytypes
 
 import numpy as np
 import pytest
-from rosbags.typesys import Stores, get_typestore
 
+from conftest import STAMP_NS
 from reloc_ros import conversions as conv
 from reloc_ros.data.types import Intrinsics
 from reloc_ros.geometry import make_pose
-
-STAMP_NS = 1_700_000_123_456_789_012  # 1700000123.456789012 s: needs both sec and nanosec, fits int32 seconds
-
-
-@pytest.fixture(scope="module")
-def ts():
-    return get_typestore(Stores.ROS2_HUMBLE)
-
-
-@pytest.fixture(scope="module")
-def T(ts):
-    return ts.types
 
 
 def _smooth_rgb(height=32, width=48):

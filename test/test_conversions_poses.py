@@ -20,29 +20,11 @@ import types as pytypes
 
 import numpy as np
 import pytest
-from rosbags.typesys import Stores, get_typestore
 
+from conftest import STAMP_NS, cdr_round_trip
 from reloc_ros import conversions as conv
 from reloc_ros.conversions import poses as cp
 from reloc_ros.geometry import covariance_from_std, make_pose
-
-STAMP_NS = 1_700_000_123_456_789_012  # 1700000123.456789012 s: needs both sec and nanosec, fits int32 seconds
-
-
-@pytest.fixture(scope="module")
-def ts():
-    return get_typestore(Stores.ROS2_HUMBLE)
-
-
-@pytest.fixture(scope="module")
-def T(ts):
-    return ts.types
-
-
-def _cdr_round_trip(ts, msg):
-    """Serialize with the rosbags typestore and read back: what a bag would hold."""
-    raw = ts.serialize_cdr(msg, msg.__msgtype__)
-    return ts.deserialize_cdr(raw, msg.__msgtype__)
 
 
 def _yaw(deg: float, t=(1.0, -2.0, 0.5)) -> np.ndarray:
@@ -78,7 +60,7 @@ def test_pose_messages_round_trip(T, ts):
     assert set(msgs) == set(conv.POSE_MSGTYPES)
     children = {"nav_msgs/msg/Odometry": "base_link", "geometry_msgs/msg/TransformStamped": "cam"}
     for name, msg in msgs.items():
-        back = _cdr_round_trip(ts, msg)
+        back = cdr_round_trip(ts, msg)
         stamp, frame, child, M = conv.stamped_pose_from_msg(back)
         assert stamp == STAMP_NS
         assert frame == ("odom" if name == "nav_msgs/msg/Odometry" else "map")
@@ -94,8 +76,8 @@ def test_pose_messages_round_trip(T, ts):
 def test_transform_to_matrix_and_tf_message(T, ts):
     a = _yaw(30.0)
     b = _yaw(-90.0, t=(0, 0, 1))
-    tf = _cdr_round_trip(ts, conv.make_tf_message(T, [conv.make_transform_stamped(T, a, 1, "map", "odom"),
-                                                      conv.make_transform_stamped(T, b, 2, "odom", "base")]))
+    tf = cdr_round_trip(ts, conv.make_tf_message(T, [conv.make_transform_stamped(T, a, 1, "map", "odom"),
+                                                     conv.make_transform_stamped(T, b, 2, "odom", "base")]))
     assert [t.child_frame_id for t in tf.transforms] == ["odom", "base"]
     np.testing.assert_allclose(conv.transform_to_matrix(tf.transforms[0].transform), a, atol=1e-12)
     np.testing.assert_allclose(conv.transform_to_matrix(tf.transforms[1].transform), b, atol=1e-12)

@@ -19,27 +19,9 @@ from __future__ import annotations
 import types as pytypes
 
 import pytest
-from rosbags.typesys import Stores, get_typestore
 
+from conftest import STAMP_NS, cdr_round_trip
 from reloc_ros import conversions as conv
-
-STAMP_NS = 1_700_000_123_456_789_012  # 1700000123.456789012 s: needs both sec and nanosec, fits int32 seconds
-
-
-@pytest.fixture(scope="module")
-def ts():
-    return get_typestore(Stores.ROS2_HUMBLE)
-
-
-@pytest.fixture(scope="module")
-def T(ts):
-    return ts.types
-
-
-def _cdr_round_trip(ts, msg):
-    """Serialize with the rosbags typestore and read back: what a bag would hold."""
-    raw = ts.serialize_cdr(msg, msg.__msgtype__)
-    return ts.deserialize_cdr(raw, msg.__msgtype__)
 
 
 def test_stamp_round_trip_splits_seconds_and_nanoseconds(T):
@@ -59,6 +41,6 @@ def test_stamp_rejects_negative_and_non_stamps(T):
 
 
 def test_header_carries_stamp_and_frame(T, ts):
-    header = _cdr_round_trip(ts, conv.make_header(T, STAMP_NS, "camera_optical_frame"))
+    header = cdr_round_trip(ts, conv.make_header(T, STAMP_NS, "camera_optical_frame"))
     assert header.frame_id == "camera_optical_frame"
     assert conv.stamp_to_ns(header.stamp) == STAMP_NS

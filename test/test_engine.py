@@ -16,7 +16,6 @@
 
 import logging
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -29,7 +28,7 @@ from reloc_ros.geometry import is_rigid
 from reloc_ros.nets.apr import APRConfig, build_apr
 from reloc_ros.preprocess import preprocess_image
 from reloc_ros.runtime import uncertainty as U
-from reloc_ros.runtime.engine import Estimate, LatestFrameWorker, NoEstimate, Relocalizer
+from reloc_ros.runtime.engine import Estimate, NoEstimate, Relocalizer
 from reloc_ros.training import export as E
 from reloc_ros.training import onnx_export as OX
 
@@ -205,59 +204,6 @@ def test_concurrent_calls_give_the_serial_answers(reloc):
         t.join()
     for k in range(8):
         assert np.array_equal(out[k], serial[k % 4])
-
-
-def test_worker_keeps_only_the_newest_frame_and_survives_failures():
-    done = []
-
-    def slow(item):
-        if item == "bad":
-            raise ValueError("bad frame")
-        time.sleep(0.02)
-        done.append(item)
-
-    errors = []
-    w = LatestFrameWorker(slow, on_error=lambda e, item: errors.append((str(e), item)))
-    try:
-        w.submit("bad")
-        assert w.wait_idle(5.0)
-        for i in range(200):  # much faster than 50 frames/s
-            w.submit(i)
-        assert w.wait_idle(10.0)
-        assert done[-1] == 199  # the newest frame is always processed
-        assert len(done) < 50  # most were dropped, not queued
-        s = w.stats
-        assert s.submitted == 201 and s.failed == 1 and s.processed == len(done)
-        assert s.dropped == s.submitted - s.processed - s.failed
-        assert errors == [("bad frame", "bad")]
-    finally:
-        w.stop()
-    with pytest.raises(RuntimeError, match="stopped"):
-        w.submit(1)
-
-
-def test_worker_survives_an_error_handler_that_fails(caplog):
-    done = []
-
-    def process(item):
-        if item == "bad":
-            raise ValueError("bad frame")
-        done.append(item)
-
-    def broken_handler(error, item):
-        raise KeyError("the handler itself is broken")
-
-    w = LatestFrameWorker(process, on_error=broken_handler)
-    try:
-        with caplog.at_level(logging.ERROR):
-            w.submit("bad")
-            assert w.wait_idle(5.0)
-            w.submit("good")
-            assert w.wait_idle(5.0)
-        assert done == ["good"] and w.stats.failed == 1 and w.stats.processed == 1
-        assert "error handler failed too" in caplog.text and "bad frame" in caplog.text
-    finally:
-        w.stop()
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import nerfp_tiny_config
 from reloc_ros.data.synth import synthetic_dataset
 from reloc_ros.errors import RelocError
 from reloc_ros.nets.nerfp import (
@@ -35,26 +36,14 @@ from reloc_ros.nets.nerfp import (
     fit_nerfp,
     mean_colour_psnr,
     NerfP,
-    NerfPConfig,
     psnr,
 )
 
-# Small enough for a CPU test, big enough to learn the room: 64 cells on the box's longest side.
-TINY = NerfPConfig(levels=6, base_resolution=4, max_resolution=64, hidden_dim=32, samples_per_ray=32,
-                   pose_feature_dim=8, posemap_stride=4, posemap_pool=(2, 2), decoder_hidden=(64,))
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+TINY = nerfp_tiny_config()
 FRAMES = 40
 HOLDOUT = list(range(2, FRAMES, 5))
 TRAIN = [i for i in range(FRAMES) if i not in HOLDOUT]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two threads on a 2-core machine that also runs other work oversubscribe it (10x slower
-    # here), and one thread keeps the CPU fit bit-reproducible.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

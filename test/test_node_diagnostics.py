@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from reloc_ros.geometry import covariance_from_std, make_pose
-from reloc_ros.runtime.engine import STAGES, Estimate, WorkerStats
+from reloc_ros.runtime.engine import STAGES, Estimate
+from reloc_ros.runtime.worker import WorkerStats
 from reloc_ros.runtime.node_diagnostics import (DiagnosticsReport, NodeStats, PeriodStats, configure_failure_report,
                                                 diagnostics_report)
 
@@ -199,13 +200,6 @@ def test_report_before_any_frame_and_without_worker_or_camera_info():
     assert v["processed"] == 0 and v["failed"] == 0 and v["last error"] == "none"
     assert v["last confidence"] == "n/a" and v["sigma position (m)"] == "n/a" and v["frames verified (%)"] == "n/a"
     assert v["camera_info"].startswith("none yet on /cam/camera_info")
-
-
-@pytest.fixture(scope="module")
-def ts():
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_HUMBLE)
 
 
 def test_report_message_round_trips(ts):

@@ -128,7 +128,7 @@ def _latency(model: Path, device: str, backend: str, runs: int) -> dict:
 
 def _sustained(reloc, msgs, seconds: float = 5.0) -> dict:
     """Feed frames as fast as possible through the drop-oldest worker; return the processed rate."""
-    from reloc_ros.runtime.engine import LatestFrameWorker
+    from reloc_ros.runtime.worker import LatestFrameWorker
 
     worker = LatestFrameWorker(reloc.relocalize_msg)
     t0 = time.perf_counter()
@@ -149,7 +149,8 @@ def _memory_under_replay(model: Path, quick: bool, tmp: Path) -> dict:
     """Feed a recorded bag's images at 10x their recorded rate through the worker; sample RSS."""
     from reloc_ros.data.bag import Bag
     from reloc_ros.data.synth import write_synthetic_bag
-    from reloc_ros.runtime.engine import LatestFrameWorker, Relocalizer
+    from reloc_ros.runtime.engine import Relocalizer
+    from reloc_ros.runtime.worker import LatestFrameWorker
 
     frames = 60 if quick else 300
     bag_path = tmp / "replay_bag"

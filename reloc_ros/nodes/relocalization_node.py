@@ -72,7 +72,7 @@ from reloc_ros import conversions as conv
 from reloc_ros.errors import RelocError
 from reloc_ros.nodes.relocalization_outputs import RelocalizationOutputs
 from reloc_ros.nodes.ros_params import declare_specs, read_specs
-from reloc_ros.runtime.engine import LatestFrameWorker, Relocalizer
+from reloc_ros.runtime.engine import Relocalizer
 from reloc_ros.runtime.lifecycle_bond import LifecycleBond
 from reloc_ros.runtime.log_bridge import attach_core_logging, detach_core_logging
 from reloc_ros.runtime.node_core import check_parameter_update, configure_report, image_stamp_ns, map_frame_warning
@@ -81,6 +81,7 @@ from reloc_ros.runtime.node_params import (RELOCALIZATION_PARAMS, Relocalization
                                            spec_by_name)
 from reloc_ros.runtime.recovery import KidnapDetector, OneShotRequest
 from reloc_ros.runtime.tf_broadcast import MapOdomBroadcast
+from reloc_ros.runtime.worker import LatestFrameWorker
 
 try:  # ros-$ROS_DISTRO-bondpy: the bond a Nav2 lifecycle manager waits for (LifecycleBond warns without it)
     from bondpy.bondpy import Bond

@@ -44,7 +44,7 @@ from rclpy.time import Time
 import tf2_ros
 
 from reloc_ros import conversions as conv
-from reloc_ros.runtime.engine import Estimate, LatestFrameWorker, NoEstimate, Relocalizer
+from reloc_ros.runtime.engine import Estimate, NoEstimate, Relocalizer
 from reloc_ros.runtime.frame_status import make_frame_status
 from reloc_ros.runtime.node_core import (NS_PER_S, belief_covariance, frame_problems, oneshot_failure_message,
                                          wait_for_oneshot, wants_belief, wants_odom_correction)
@@ -53,6 +53,7 @@ from reloc_ros.runtime.node_params import RelocalizationOptions
 from reloc_ros.runtime.pipeline import localize_frame
 from reloc_ros.runtime.recovery import KidnapDetector, OneShotRequest
 from reloc_ros.runtime.tf_broadcast import MapOdomBroadcast
+from reloc_ros.runtime.worker import LatestFrameWorker
 
 
 class RelocalizationOutputs:

@@ -32,9 +32,9 @@ without MC dropout gets a constant covariance from its measured validation
 error, with a warning, and no hypotheses.
 
 The engine is thread-safe (one lock around the backend). For live input,
-:class:`~reloc_ros.runtime.worker.LatestFrameWorker` (also importable from
-here) keeps only the newest pending frame, so memory is bounded whatever the
-input rate and the output is never stale by more than one inference.
+:class:`~reloc_ros.runtime.worker.LatestFrameWorker` keeps only the newest
+pending frame, so memory is bounded whatever the input rate and the output is
+never stale by more than one inference.
 
 Loading runs ``warmup`` inferences on a black image of the model's input size:
 a network that rejects that size (metadata and network disagree) or returns
@@ -63,7 +63,6 @@ from reloc_ros.geometry import make_pose
 from reloc_ros.preprocess import preprocess_image
 from reloc_ros.runtime import uncertainty as U
 from reloc_ros.runtime.backends import OnnxBackend, TorchScriptBackend
-from reloc_ros.runtime.worker import LatestFrameWorker, WorkerStats  # noqa: F401 - re-exported (node, bench)
 
 logger = logging.getLogger(__name__)
 
