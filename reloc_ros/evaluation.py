@@ -204,6 +204,25 @@ def mean_pose_baseline(train_poses_n44: np.ndarray, test_poses_n44: np.ndarray,
     return accuracy_report(np.broadcast_to(T_mean, test.shape), test, **info)
 
 
+def distance_from_path(query_n44: np.ndarray, path_n44: np.ndarray) -> dict[str, float]:
+    """How far query frames lie from a path of frames: each query's nearest path frame by position.
+
+    Returns the medians over the queries of the distance to that frame (m)
+    and of the angle between the two optical axes (deg). Validation frames
+    that sit on the training path (a few cm, a few degrees) measure
+    interpolation; a query route of another day is usually much further off.
+    """
+    q, ref = _as_poses(query_n44, "query poses"), _as_poses(path_n44, "path poses")
+    dist, angle = np.empty(len(q)), np.empty(len(q))
+    for start in range(0, len(q), 1024):  # bounded memory on long runs
+        d = np.linalg.norm(q[start:start + 1024, None, :3, 3] - ref[None, :, :3, 3], axis=2)
+        nearest = d.argmin(1)
+        dist[start:start + 1024] = d[np.arange(len(nearest)), nearest]
+        cos = (q[start:start + 1024, :3, 2] * ref[nearest, :3, 2]).sum(1)
+        angle[start:start + 1024] = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return {"median_distance_m": float(np.median(dist)), "median_view_angle_deg": float(np.median(angle))}
+
+
 WEAK_MARGIN = 0.75
 """A model is weak unless its validation median position error is at most this share of the mean pose's."""
 

@@ -73,33 +73,20 @@ def test_trained_model_beats_mean_pose_baseline_on_the_query_route(bags, tmp_pat
     assert (tmp_path / "plots" / "error_cdf.png").exists() and (tmp_path / "pred.tum").exists()
     assert (tmp_path / "plots" / "calibration.png").exists()
 
-    # The covariance was calibrated on the validation split and is honest on the unseen query route: over
-    # both axis groups its 2-sigma coverage is closer to the Gaussian 95 % than the raw MC-dropout spread's
-    # (measured: translation 99 % vs raw 75 %, rotation 88 % vs raw 92 %; validation has only 36 frames).
-    from reloc_ros.runtime import uncertainty as U
-    from reloc_ros.runtime.engine import Relocalizer
-    from reloc_ros.evaluation import read_model_dataset
-
+    # Validation (regions of place and view held out of the mapping run) predicts the unseen query route:
+    # its median error is within a factor 1.5 of the query's (measured: 0.70 m validation, 0.92 m query), and
+    # the covariance calibrated on it covers the query's errors about as well as it covered validation's
+    # (measured 2-sigma: translation 77 % on both, rotation 94 % validation, 84 % query; 41 frames).
     reloc = Relocalizer(out, device="cpu")
     assert reloc.calibration.frames > 0 and "calibrated" in reloc.uncertainty
-    cov = report["covariance"]
-    ds = read_model_dataset(reloc.metadata, [bags / "query"])
-    calibrated = reloc.relocalize_preprocessed(ds.images, ds.stamps_ns)
-    reloc.calibration = U.Calibration()  # raw spread, numerical floor only
-    raw = reloc.relocalize_preprocessed(ds.images, ds.stamps_ns)
-    pred = np.stack([e.T_map_cam for e in calibrated])
-    errors = U.error_vectors(pred, ds.poses_n44)
-    cal_cov = U.coverage(errors, np.stack([e.covariance for e in calibrated]))
-    raw_cov = U.coverage(errors, np.stack([e.covariance for e in raw]))
-    groups = ("translation", "rotation")
-    for g in groups:
-        assert cal_cov[g]["within_2sigma"] == pytest.approx(cov[g]["within_2sigma"])
-        assert cal_cov[g]["within_2sigma"] >= 0.75, (cal_cov, raw_cov)
-
-    def miss(c):
-        return sum(abs(c[g]["within_2sigma"] - U.TWO_SIGMA) for g in groups)
-
-    assert miss(cal_cov) < miss(raw_cov), (cal_cov, raw_cov)
+    quality = reloc.metadata["quality"]
+    assert quality["split"] == "regions of place and view held out of the mapping run" and not quality["weak"]
+    ratio = report["median_translation_m"] / quality["model_median_m"]
+    assert 1 / 1.5 <= ratio <= 1.5, (report["median_translation_m"], quality)
+    validation = reloc.metadata["uncertainty"]["calibration"]["validation"]
+    for g in ("translation", "rotation"):
+        query_2sigma = report["covariance"][g]["within_2sigma"]
+        assert query_2sigma >= 0.75 and abs(query_2sigma - validation[g]["within_2sigma"]) <= 0.15, (g, report)
 
 
 def test_ctrl_c_leaves_a_checkpoint_and_resume_reaches_the_same_result(bags, tmp_path, monkeypatch):
@@ -178,7 +165,7 @@ def test_a_weak_model_is_written_flagged_and_the_trainer_fails(bags, tmp_path, c
     assert "WEAK MODEL" in err and "--allow-weak" in err and "mean mapping pose" in err
     quality = read_metadata(out)["quality"]  # written all the same, and it says so
     assert quality["weak"] and quality["model_median_m"] > quality["margin"] * quality["mean_pose_median_m"]
-    assert quality["split"] == "time blocks of the mapping run" and quality["frames"] > 0
+    assert quality["split"] == "regions of place and view held out of the mapping run" and quality["frames"] > 0
     with caplog.at_level(logging.WARNING, logger="reloc_ros.runtime.engine"):
         Relocalizer(out, device="cpu", verify="off", warmup=1)
     assert "WEAK MODEL" in caplog.text  # eval, replay and the node say it at load

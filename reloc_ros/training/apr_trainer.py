@@ -38,8 +38,9 @@ from reloc_ros.data.bag import BagSource
 from reloc_ros.data.types import PoseDataset
 from reloc_ros.geometry import make_pose, rotation_error_deg, translation_error
 from reloc_ros.training.config import TrainConfig, TrainResult
-from reloc_ros.training.data import PoseNormaliser, augment, pose_targets, split_time_blocks, to_network_input
-from reloc_ros.training.loop import Run, assess_model, mean_terms, progress_bar, rank_batches, take_step, wrap_ddp
+from reloc_ros.training.data import PoseNormaliser, augment, pose_targets, to_network_input
+from reloc_ros.training.loop import (Run, assess_model, hold_out, mean_terms, progress_bar, rank_batches, take_step,
+                                     training_data_summary, wrap_ddp)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class APRMethod:
 
         self.run, self.ds, self.cfg, self.source, self.onnx = run, ds, cfg, source, onnx
         dev = run.dev
-        self.train_idx, self.val_idx = split_time_blocks(len(ds), cfg.val_fraction)
+        self.train_idx, self.val_idx = hold_out(ds, cfg, run.dist.main)
         self.normaliser = PoseNormaliser.fit(ds.poses_n44[self.train_idx])
         self.t_all, self.q_all = pose_targets(ds.poses_n44, self.normaliser)
         self.images = torch.from_numpy(np.ascontiguousarray(ds.images))  # uint8 (N, H, W, 3), resident
@@ -175,16 +176,14 @@ def export_apr(net, out: Path, cfg: TrainConfig, model_cfg, normaliser: PoseNorm
     from reloc_ros.training.export import export_torchscript
     from reloc_ros.training.onnx_export import export_onnx
 
-    pos = ds.poses_n44[:, :3, 3]
-    quality = assess_model(result, ds.images[train_idx], ds.poses_n44[train_idx], val_images, val_poses)
+    quality = assess_model(result, cfg, ds.images[train_idx], ds.poses_n44[train_idx], val_images, val_poses)
     metadata = {
         "model_kind": "apr", "model": cfg.model, "model_args": model_cfg.to_dict(),
         "train_config": cfg.to_dict(),
         "input_size": list(cfg.input_size), "preprocessing": cfg.preprocessing,
         "frames": {"map_frame": ds.map_frame, "camera_frame": ds.camera_frame},
         "bag_source": asdict(source),
-        "training_data": {"source": ds.source, "frames_train": int(len(train_idx)), "frames_val": int(len(val_idx)),
-                          "skipped": dict(ds.skipped.counts), "extent_m": (pos.max(0) - pos.min(0)).tolist()},
+        "training_data": training_data_summary(ds, train_idx, val_idx, cfg),
         "metrics": {"validation": result.val_metrics, "validation_mean_pose_baseline": result.baseline},
         "quality": quality,
         **(extra or {}),

@@ -74,8 +74,9 @@ from reloc_ros.training import camnet_pairs as P
 from reloc_ros.training.camnet_export import (FUSION_FLOOR, ExportedCamNet, build_database, export_camnet,
                                               wrap_camnet)
 from reloc_ros.training.config import TrainConfig, TrainResult
-from reloc_ros.training.data import augment, split_time_blocks, to_network_input
-from reloc_ros.training.loop import Run, assess_model, mean_terms, progress_bar, rank_batches, take_step
+from reloc_ros.training.data import augment, to_network_input
+from reloc_ros.training.loop import (Run, assess_model, hold_out, mean_terms, progress_bar, rank_batches, take_step,
+                                     training_data_summary)
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class CamNetMethod:
             raise ValueError("similarity 'frustum' needs an aligned depth topic (--depth-topic) and CameraInfo; "
                              "without depth use --similarity orb (or auto)")
         self.similarity = similarity
-        self.train_idx, self.val_idx = split_time_blocks(len(ds), cfg.val_fraction)
+        self.train_idx, self.val_idx = hold_out(ds, cfg, d.main)
         poses = ds.poses_n44
         self.images = torch.from_numpy(np.array(ds.images))  # a writable copy: the cache is a read-only memmap
         self.train_poses = poses[self.train_idx]
@@ -313,14 +314,12 @@ def _export(net, out: Path, cfg: TrainConfig, model_cfg: CamNetConfig, ds, sourc
     seq = R.run_sequence(eager, val_images, ds.stamps_ns[val_idx])
     calibration = R.fit_calibration(seq, val_poses)
     result.val_metrics = accuracy_report(seq.poses_n44, val_poses, epoch=best["epoch"])
-    quality = assess_model(result, images[train_idx], ds.poses_n44[train_idx], val_images, val_poses)
-    pos = ds.poses_n44[:, :3, 3]
+    quality = assess_model(result, cfg, images[train_idx], ds.poses_n44[train_idx], val_images, val_poses)
     metadata = {
         "model_kind": "camnet", "model": "camnet", "model_args": model_cfg.to_dict(), "train_config": cfg.to_dict(),
         "input_size": list(cfg.input_size), "preprocessing": cfg.preprocessing,
         "frames": {"map_frame": ds.map_frame, "camera_frame": ds.camera_frame}, "bag_source": asdict(source),
-        "training_data": {"source": ds.source, "frames_train": int(len(train_idx)), "frames_val": int(len(val_idx)),
-                          "skipped": dict(ds.skipped.counts), "extent_m": (pos.max(0) - pos.min(0)).tolist(),
+        "training_data": {**training_data_summary(ds, train_idx, val_idx, cfg),
                           "pairs": {"similarity": similarity, **pools.counts()}},
         "metrics": {"validation": result.val_metrics, "validation_mean_pose_baseline": result.baseline},
         "quality": quality,

@@ -47,6 +47,11 @@ OPTIMIZERS = ("adam", "sgd")
 SIMILARITIES = ("auto", "frustum", "orb")
 """CamNet's pair overlap: frustum from depth (eq. 2), ORB similarity (eq. 3), or auto (frustum with depth)."""
 LOSSES = ("beta", "learned", "geometric")
+VAL_SPLITS = ("spatial", "time")
+"""How validation frames are held out of the mapping run: ``spatial`` holds out
+regions of pose space (place and viewing direction, every pass through them;
+:func:`reloc_ros.training.data.split_off_path`), ``time`` contiguous time
+blocks (:func:`reloc_ros.training.data.split_time_blocks`)."""
 CHECKPOINT_FORMAT = 1
 
 
@@ -67,6 +72,7 @@ class TrainConfig:
     weight_decay: float | None = None  # default: the model's
     dropout: float = 0.5  # APRs only
     val_fraction: float = 0.15
+    val_split: str = "spatial"  # VAL_SPLITS of training.data: spatial regions or time blocks
     augment: bool = True
     seed: int = 0
     backbone_weights: str | None = None
@@ -102,6 +108,8 @@ class TrainConfig:
             _check_pmnet(cfg)
         if cfg.optimizer != "adam" and cfg.model != "camnet":
             raise ValueError(f"the APR trainer uses Adam, as PoseNet; optimizer '{cfg.optimizer}' is for camnet")
+        if cfg.val_split not in VAL_SPLITS:
+            raise ValueError(f"validation split '{cfg.val_split}' is not one of {', '.join(VAL_SPLITS)}")
         if cfg.similarity not in SIMILARITIES:
             raise ValueError(f"similarity '{cfg.similarity}' is not one of {', '.join(SIMILARITIES)}")
         if not (math.isfinite(cfg.keyframe_distance) and cfg.keyframe_distance >= 0):

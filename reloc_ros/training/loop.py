@@ -261,12 +261,40 @@ def mean_terms(sums: dict, batches: Sequence) -> dict[str, float]:
     return {k: v / max(n_seen, 1) for k, v in sums.items()}
 
 
-VALIDATION_SPLIT = "time blocks of the mapping run"
-"""What the validation frames are: every method holds out time blocks
-(:func:`~reloc_ros.training.data.split_time_blocks`)."""
+# ---------------------------------------------------------------------------
+# Validation split and the verdict
+# ---------------------------------------------------------------------------
+
+SPLIT_WORDS = {"spatial": "regions of place and view held out of the mapping run",
+               "time": "time blocks of the mapping run"}
+"""What the validation frames are, for each ``val_split`` (logs and the ``quality`` metadata)."""
 
 
-def assess_model(result: TrainResult, train_images: Any, train_poses_n44: Any, val_images: Any,
+def hold_out(ds: PoseDataset, cfg: TrainConfig, main: bool) -> tuple[Any, Any]:
+    """Return (train, validation) indices by ``cfg.val_split``; say how far validation lies from training."""
+    from reloc_ros.evaluation import distance_from_path
+    from reloc_ros.training.data import split_frames
+
+    train_idx, val_idx = split_frames(ds.poses_n44, cfg.val_fraction, cfg.val_split)
+    if main:
+        off = distance_from_path(ds.poses_n44[val_idx], ds.poses_n44[train_idx])
+        log.info("validation: %d frames, %s; median %.2f m and %.0f deg from the nearest training frame",
+                 len(val_idx), SPLIT_WORDS[cfg.val_split], off["median_distance_m"], off["median_view_angle_deg"])
+    return train_idx, val_idx
+
+
+def training_data_summary(ds: PoseDataset, train_idx: Any, val_idx: Any, cfg: TrainConfig) -> dict:
+    """Return the ``training_data`` metadata of every method: source, split, how far off the path validation is."""
+    from reloc_ros.evaluation import distance_from_path
+
+    pos = ds.poses_n44[:, :3, 3]
+    return {"source": ds.source, "frames_train": int(len(train_idx)), "frames_val": int(len(val_idx)),
+            "val_split": cfg.val_split,
+            "val_distance_from_training": distance_from_path(ds.poses_n44[val_idx], ds.poses_n44[train_idx]),
+            "skipped": dict(ds.skipped.counts), "extent_m": (pos.max(0) - pos.min(0)).tolist()}
+
+
+def assess_model(result: TrainResult, cfg: TrainConfig, train_images: Any, train_poses_n44: Any, val_images: Any,
                  val_poses_n44: Any) -> dict:
     """Judge the best epoch against the mean pose and nearest-frame retrieval; fill ``result.quality`` and log it.
 
@@ -278,7 +306,7 @@ def assess_model(result: TrainResult, train_images: Any, train_poses_n44: Any, v
     from reloc_ros.modelfile import describe_quality
 
     result.quality = model_quality(result.val_metrics, result.baseline, train_images, train_poses_n44, val_images,
-                                   val_poses_n44, VALIDATION_SPLIT)
+                                   val_poses_n44, SPLIT_WORDS[cfg.val_split])
     (log.warning if result.quality["weak"] else log.info)(describe_quality(result.quality))
     return result.quality
 

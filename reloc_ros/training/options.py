@@ -47,7 +47,7 @@ from typing import Any, Mapping, Sequence
 from reloc_ros.data.bag import BagSource, bag_source_from_metadata
 from reloc_ros.mapping.build import MapConfig
 from reloc_ros.mapping.features import FEATURE_TYPES
-from reloc_ros.training.config import LOSSES, MODELS, OPTIMIZERS, SIMILARITIES, TrainConfig
+from reloc_ros.training.config import LOSSES, MODELS, OPTIMIZERS, SIMILARITIES, VAL_SPLITS, TrainConfig
 
 __all__ = [
     "TYPES", "SECTIONS", "NodeParam", "TrainOption", "BACKBONES", "DEVICES", "SOURCE_GROUP", "MAP_GROUP",
@@ -346,9 +346,12 @@ TRAIN_OPTIONS: tuple[TrainOption, ...] = (
                 "0.01 for camnet, as its paper)", type="float", section="train", min=0, min_open=True),
     TrainOption("dropout", _TRAIN.dropout, f"default: {_TRAIN.dropout}", type="float", section="train", min=0,
                 max=1, max_open=True),
-    TrainOption("val_fraction", _TRAIN.val_fraction, "share of contiguous time blocks held out (default: "
-                f"{_TRAIN.val_fraction})", type="float", section="train", min=0, max=1, min_open=True,
+    TrainOption("val_fraction", _TRAIN.val_fraction, "share of the mapping frames held out for validation "
+                f"(default: {_TRAIN.val_fraction})", type="float", section="train", min=0, max=1, min_open=True,
                 max_open=True),
+    TrainOption("val_split", _TRAIN.val_split, "validation frames: spatial (whole regions of place and view, away "
+                "from every training frame: predicts a new route) or time (contiguous time blocks, on the mapping "
+                f"path: the former behaviour) (default: {_TRAIN.val_split})", choices=VAL_SPLITS, section="train"),
     TrainOption("no_augment", not _TRAIN.augment, "no colour jitter, blur and noise", type="flag", section="train",
                 field="augment", negate=True),
     TrainOption("seed", _TRAIN.seed, f"default: {_TRAIN.seed}", type="int", section="train", min=0,

@@ -68,10 +68,10 @@ from reloc_ros.errors import RelocError
 from reloc_ros.io_utils import atomic_path
 from reloc_ros.nets import pmnet as P
 from reloc_ros.nets.nerfp import NerfP, NerfPConfig, fit_nerfp, is_oom, psnr_from_mse
-from reloc_ros.training.data import PoseNormaliser, augment, split_time_blocks, to_network_input
+from reloc_ros.training.data import PoseNormaliser, augment, to_network_input
 from reloc_ros.training.apr_trainer import export_apr, validate_poses
 from reloc_ros.training.config import TrainConfig, TrainResult
-from reloc_ros.training.loop import Run, barrier, mean_terms, progress_bar, rank_batches, take_step, wrap_ddp
+from reloc_ros.training.loop import Run, barrier, hold_out, mean_terms, progress_bar, rank_batches, take_step, wrap_ddp
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _oom_hint(cfg: TrainConfig) -> str:
 # NeRF-P (stages 1 and 2)
 # ---------------------------------------------------------------------------
 
-NERF_FIELDS = ("input_size", "preprocessing", "val_fraction", "seed", "nerf_steps", "nerf_pose_steps",
+NERF_FIELDS = ("input_size", "preprocessing", "val_fraction", "val_split", "seed", "nerf_steps", "nerf_pose_steps",
                "nerf_resolution", "nerf_rays")
 """The training options a NeRF-P depends on: runs that share them (and the data) share the NeRF-P."""
 
@@ -243,7 +243,7 @@ class PMNetMethod:
         if K is None:
             raise RelocError(f"PMNet renders views of the scene and needs the camera's intrinsics, but {ds.source} "
                              "has no CameraInfo for its image topic")
-        self.train_idx, self.val_idx = split_time_blocks(len(ds), cfg.val_fraction)
+        self.train_idx, self.val_idx = hold_out(ds, cfg, d.main)
         self.normaliser = PoseNormaliser.fit(ds.poses_n44[self.train_idx])
         self.images = torch.from_numpy(np.array(ds.images))  # a writable copy: cached frames are read-only memmaps
         self.val_images, self.val_poses = self.images[self.val_idx], ds.poses_n44[self.val_idx]
