@@ -275,7 +275,11 @@ def test_build_loss_kinds_and_defaults():
     assert isinstance(beta, BetaLoss) and beta.beta == DEFAULT_BETA
     assert build_loss("beta", 250.0).beta == 250.0
     geo = build_loss("geometric", None, position_scale=1.7)
-    assert isinstance(geo, GeometricLoss) and geo.beta == GEOMETRIC_BETA == 500.0 and geo.position_scale == 1.7
+    # The trainer's default weighs rotation as the beta loss does in metres: 1.5 beta = 10 x 1.7 (a deviation);
+    # the paper's 500 is the class default and an explicit beta.
+    assert isinstance(geo, GeometricLoss) and geo.beta == pytest.approx(DEFAULT_BETA * 1.7 / 1.5)
+    assert geo.position_scale == 1.7 and GeometricLoss().beta == GEOMETRIC_BETA == 500.0
+    assert build_loss("geometric", 500.0, position_scale=1.7).beta == 500.0
     learned = build_loss("learned", None, sq_init=-2.0)
     assert isinstance(learned, LearnedWeightingLoss) and learned.sq.item() == -2.0
     with pytest.raises(ValueError, match="unknown loss kind 'l2'; valid kinds: beta, learned, geometric"):
