@@ -230,8 +230,17 @@ def test_pair_pools_label_every_candidate_like_the_single_pair_functions():
                                  ds.poses_n44[j])
         assert (pools.theta1[e], pools.theta2[e]) == pytest.approx(th, abs=1e-6)
         assert pools.alpha[e] == pytest.approx(P.rotation_angle(ds.poses_n44[i], ds.poses_n44[j]), abs=1e-6)
-        cat = P.categorize_pair(*th, 180 * pools.alpha[e])
-        assert P.PAIR_CATEGORIES[pools.category[e]] == cat
+        if not pools.ranked[i]:  # the paper's thresholds; ranked anchors are checked below
+            assert P.PAIR_CATEGORIES[pools.category[e]] == P.categorize_pair(*th, 180 * pools.alpha[e])
+    for i in range(30):
+        rows = pools.anchor == i
+        by_threshold = [P.PAIR_CATEGORIES.index(P.categorize_pair(a, b, 180 * c))
+                        for a, b, c in zip(pools.theta1[rows], pools.theta2[rows], pools.alpha[rows])]
+        assert pools.ranked[i] == (len(set(by_threshold)) < 3)
+        expected = (P.rank_categories(pools.theta1[rows], pools.theta2[rows], 180 * pools.alpha[rows])
+                    if pools.ranked[i] else by_threshold)
+        assert np.array_equal(pools.category[rows], expected)
+    assert len(pools.eligible()) == 30  # every anchor can enter the triplet loss
     orb = P.build_pair_pools(ds.poses_n44, images_nhw3=ds.images, max_candidates=6)
     assert orb.similarity == "orb" and np.array_equal(orb.theta1, orb.theta2)
     with pytest.raises(ValueError, match="need depth"):

@@ -307,3 +307,18 @@ def test_bad_inputs_raise_naming_the_problem():
         cp.PairThresholds(easy_min_overlap=0.3, hard_max_overlap=0.4)
     with pytest.raises(ValueError, match="easy_max_angle_deg"):
         cp.PairThresholds(easy_max_angle_deg=90.0, hard_min_angle_deg=90.0)
+
+
+def test_ranked_categories_split_candidates_in_thirds_by_difficulty():
+    # Nine candidates of one anchor: overlap falls and the turn grows from the first to the last.
+    theta = np.linspace(0.9, 0.3, 9)
+    angle = np.linspace(0.0, 40.0, 9)
+    cats = cp.rank_categories(theta, theta, angle)
+    assert cats.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    # Under the paper's thresholds none of them is hard (all overlap >= 0.2, turn < 90 deg): the ranked
+    # thirds give the anchor its hardest available partners instead.
+    assert "hard" not in {cp.categorize_pair(t, t, a) for t, a in zip(theta, angle)}
+    shuffled = np.array([4, 0, 8, 2, 6, 1, 7, 3, 5])
+    assert np.array_equal(cp.rank_categories(theta[shuffled], theta[shuffled], angle[shuffled]), cats[shuffled])
+    # The smaller overlap of the two directions counts.
+    assert cp.rank_categories(np.array([0.9, 0.9, 0.9]), np.array([0.9, 0.1, 0.5]), np.zeros(3)).tolist() == [0, 2, 1]

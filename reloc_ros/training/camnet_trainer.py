@@ -163,8 +163,9 @@ class CamNetMethod:
             max_candidates=512 if similarity == "frustum" else 48, seed=cfg.seed, progress=progress and d.main)
         self.eligible = self.pools.eligible()
         if d.main:
-            log.info("CamNet pairs (%s): %s; %d of %d anchors have all three categories", similarity,
-                     self.pools.counts(), len(self.eligible), len(self.train_idx))
+            log.info("CamNet pairs (%s): %s; %d of %d anchors have all three categories (%d of them by ranked "
+                     "difficulty: the hardest available partners)", similarity, self.pools.counts(),
+                     len(self.eligible), len(self.train_idx), self.pools.ranked_anchors())
         if len(self.eligible) < 2:
             raise RelocError(f"only {len(self.eligible)} training frames have easy, moderate and hard partners "
                              f"({self.pools.counts()}): the route needs more varied views (or more frames) for "
@@ -320,7 +321,8 @@ def _export(net, out: Path, cfg: TrainConfig, model_cfg: CamNetConfig, ds, sourc
         "input_size": list(cfg.input_size), "preprocessing": cfg.preprocessing,
         "frames": {"map_frame": ds.map_frame, "camera_frame": ds.camera_frame}, "bag_source": asdict(source),
         "training_data": {**training_data_summary(ds, train_idx, val_idx, cfg),
-                          "pairs": {"similarity": similarity, **pools.counts()}},
+                          "pairs": {"similarity": similarity, **pools.counts(),
+                                    "ranked_anchors": pools.ranked_anchors()}},
         "metrics": {"validation": result.val_metrics, "validation_mean_pose_baseline": result.baseline},
         "quality": quality,
         "camnet": {"backbone": cfg.backbone, "feature_dim": eager.feature_dim, "retrieval_k": eager.k,
