@@ -46,3 +46,4 @@ bench: setup
 	$(PY) -m reloc_ros.cli bench --suite camnet --json benchmarks/camnet.json --markdown benchmarks/camnet.md
 	$(PY) -m reloc_ros.cli bench --suite pmnet --json benchmarks/pmnet.json --markdown benchmarks/pmnet.md
 	$(PY) -m reloc_ros.cli bench --suite verify --json benchmarks/verify.json --markdown benchmarks/verify.md
+	$(PY) -m reloc_ros.cli bench --suite heldout --json benchmarks/heldout.json --markdown benchmarks/heldout.md

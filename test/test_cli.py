@@ -148,6 +148,27 @@ def test_bench_full_quick_measures_every_method(tmp_path):
     assert "| nearest-neighbour retrieval |" in table
 
 
+def test_bench_heldout_quick_puts_validation_beside_the_query(tmp_path):
+    from reloc_ros.bench.heldout import METHODS
+
+    data, table = _bench_quick(tmp_path, "heldout")
+    rows = {r["method"]: r for r in data["rows"]}
+    assert list(rows) == ["mean mapping pose", "nearest-mapping-frame retrieval", *(m for m, _ in METHODS)]
+    for r in rows.values():
+        for fig in ("validation", "query"):
+            assert r[fig]["median_translation_m"] >= 0 and 0 <= r[fig]["median_rotation_deg"] <= 180
+        q, v = r["query"]["median_translation_m"], r["validation"]["median_translation_m"]
+        assert r["query_over_validation"] == pytest.approx(q / v, abs=0.01)
+    assert rows["mean mapping pose"]["times_better_than_mean_pose"] == 1.0
+    assert rows["PoseNet, time-block validation"]["validation"]["split"] == "time blocks of the mapping run"
+    assert rows["PoseNet"]["validation"]["split"] == "regions of place and view held out of the mapping run"
+    assert rows["CamNet (ORB pairs, no depth)"]["config"]["similarity"] == "orb"
+    # Validation frames of the default split lie further from the training path than time blocks do.
+    spatial, time_blocks = data["validation_spatial_from_training"], data["validation_time_from_training"]
+    assert spatial["median_distance_m"] > time_blocks["median_distance_m"]
+    assert "| PoseNet + geometric loss (Ward et al.) |" in table and "query / validation" in table
+
+
 def test_bench_camnet_quick_runs_the_ablation_and_the_scaling(tmp_path):
     data, table = _bench_quick(tmp_path, "camnet")
     methods = [r["method"] for r in data["ablation"]]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-SUITES = ("data", "apr", "runtime", "full", "camnet", "pmnet", "verify")
+SUITES = ("data", "apr", "runtime", "full", "camnet", "pmnet", "verify", "heldout")
 """Suite names, each the module ``reloc_ros.bench.<name>``."""
 
 
