@@ -212,14 +212,12 @@ def distance_from_path(query_n44: np.ndarray, path_n44: np.ndarray) -> dict[str,
     that sit on the training path (a few cm, a few degrees) measure
     interpolation; a query route of another day is usually much further off.
     """
+    from scipy.spatial import cKDTree
+
     q, ref = _as_poses(query_n44, "query poses"), _as_poses(path_n44, "path poses")
-    dist, angle = np.empty(len(q)), np.empty(len(q))
-    for start in range(0, len(q), 1024):  # bounded memory on long runs
-        d = np.linalg.norm(q[start:start + 1024, None, :3, 3] - ref[None, :, :3, 3], axis=2)
-        nearest = d.argmin(1)
-        dist[start:start + 1024] = d[np.arange(len(nearest)), nearest]
-        cos = (q[start:start + 1024, :3, 2] * ref[nearest, :3, 2]).sum(1)
-        angle[start:start + 1024] = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    dist, nearest = cKDTree(ref[:, :3, 3]).query(q[:, :3, 3])
+    cos = (q[:, :3, 2] * ref[nearest, :3, 2]).sum(1)
+    angle = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
     return {"median_distance_m": float(np.median(dist)), "median_view_angle_deg": float(np.median(angle))}
 
 

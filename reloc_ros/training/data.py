@@ -118,12 +118,12 @@ def split_off_path(poses_n44: np.ndarray, val_fraction: float,
     route is off that path. Here each frame is a point of position and
     viewing direction (the optical axis, weighted by :data:`VIEW_WEIGHT`);
     k-means cuts them into regions of the route (one per occupied cube of
-    ``region_m``, at least 10), every lap's pass
-    through a place with a similar view falling in the same one, and whole
-    regions are held out until ``val_fraction`` of the frames is reached.
-    The regions are picked along the route with the golden-ratio stride of
-    :func:`split_time_blocks`: farthest-point order would pick the route's
-    extremes, where an absolute pose regressor would have to extrapolate. This is the blocked
+    ``region_m``, at least 10), every lap's pass through a place with a
+    similar view falling in the same one, and whole regions are held out
+    until ``val_fraction`` of the frames is reached. The regions are picked
+    along the route with the golden-ratio stride of :func:`split_time_blocks`:
+    farthest-point order would pick the route's extremes, where an absolute
+    pose regressor would have to extrapolate. This is the blocked
     cross-validation of Roberts et al. ("Cross-validation strategies for data
     with temporal, spatial, hierarchical, or phylogenetic structure",
     Ecography 2017) applied to poses. Deterministic: no seed.
@@ -142,7 +142,9 @@ def split_off_path(poses_n44: np.ndarray, val_fraction: float,
     sizes = np.bincount(labels, minlength=labels.max() + 1)
     # Regions in route order (by their median frame), then the golden-ratio stride of the time-block split:
     # held-out regions spread along the whole route instead of gathering in its corners.
-    along = np.argsort([np.median(np.flatnonzero(labels == c)) if sizes[c] else np.inf for c in range(len(sizes))])
+    by_label = np.argsort(labels, kind="stable")  # frame indices grouped by region, in time order within each
+    groups = np.split(by_label, np.cumsum(sizes)[:-1])
+    along = np.argsort([np.median(g) if len(g) else np.inf for g in groups])
     order = along[np.argsort([((i + 1) * (np.sqrt(5.0) - 1.0) / 2.0) % 1.0 for i in range(len(along))],
                              kind="stable")]
     target = max(1, int(round(val_fraction * n)))
@@ -166,8 +168,13 @@ def _kmeans(x: np.ndarray, k: int, iterations: int = 50) -> np.ndarray:
     c = np.array(centres)
     labels = np.zeros(len(x), dtype=int)
     for _ in range(iterations):
-        labels = ((x[:, None, :] - c[None]) ** 2).sum(2).argmin(1)
-        moved = np.array([x[labels == j].mean(0) if np.any(labels == j) else c[j] for j in range(k)])
+        for start in range(0, len(x), 4096):  # bounded memory: (chunk, k) distances, not (n, k, dims)
+            chunk = x[start:start + 4096]
+            labels[start:start + 4096] = ((c ** 2).sum(1)[None] - 2.0 * chunk @ c.T).argmin(1)
+        counts = np.bincount(labels, minlength=k)
+        sums = np.zeros_like(c)
+        np.add.at(sums, labels, x)
+        moved = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], c)
         if np.allclose(moved, c):
             break
         c = moved
