@@ -29,7 +29,7 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
@@ -41,10 +41,12 @@ FORWARDED = ('model', 'image_topic', 'camera_info_topic', 'params_file', 'namesp
 def generate_launch_description():
     """Declare the arguments; include relocalize.launch.py (autostart false) and add the lifecycle manager."""
     share = get_package_share_directory('reloc_ros')
-    relocalize = IncludeLaunchDescription(
+    # Scoped: an include's launch_arguments stay set after it, so without the group its autostart 'false' would
+    # also become the manager's autostart below, and nothing would bring the node up.
+    relocalize = GroupAction([IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'relocalize.launch.py')),
         launch_arguments=[(name, LaunchConfiguration(name)) for name in FORWARDED] + [('autostart', 'false')],
-    )
+    )], scoped=True)
     manager = Node(
         package='nav2_lifecycle_manager',
         executable='lifecycle_manager',

@@ -34,24 +34,43 @@ class FakeManager:
 
 
 class FakeBond:
-    """One side of a bond: records what the node set and did."""
+    """One side of a bond: records what the node set and did. Like bondpy's, it holds a publisher and a subscription."""
 
     def __init__(self, node, topic, bond_id):
         self.node, self.topic, self.bond_id = node, topic, bond_id
         self.heartbeat_period = self.heartbeat_timeout = None
         self.started = self.shut_down = False
+        self.pub, self.sub = f"pub:{bond_id}", None   # bondpy: publisher in the constructor, subscription in start
 
     def start(self):
         assert self.heartbeat_period is not None, "the period must be set before start"
+        self.sub = f"sub:{self.bond_id}"
         self.started = True
 
     def shutdown(self):
+        if isinstance(self.node, FakeNode):
+            self.node.events.append("bond shutdown")
         self.shut_down = True
+
+
+class FakeNode:
+    """Records what is destroyed through the node (which also drops the entity's event handlers from its waitables)."""
+
+    def __init__(self):
+        self.events = []
+
+    def destroy_subscription(self, sub):
+        self.events.append(f"destroy {sub}")
+        return True
+
+    def destroy_publisher(self, pub):
+        self.events.append(f"destroy {pub}")
+        return True
 
 
 def test_activate_forms_the_bond_the_manager_waits_for_and_deactivate_breaks_it():
     manager, warnings = FakeManager(), []
-    bond = LifecycleBond(manager.bond_class, object(), "relocalization", 0.1, warnings.append)
+    bond = LifecycleBond(manager.bond_class, FakeNode(), "relocalization", 0.1, warnings.append)
     assert not manager.formed("relocalization")
     assert bond.start() and bond.formed and manager.formed("relocalization")
     (b,) = manager.bonds
@@ -76,3 +95,35 @@ def test_without_bondpy_the_warning_says_what_breaks_and_what_to_do():
     assert not bond.start() and not bond.formed
     (text,) = warnings
     assert "bondpy" in text and "nav2_lifecycle_manager aborts bring-up" in text and "bond_heartbeat_period" in text
+
+
+def test_stop_hands_the_bonds_publisher_and_subscription_back_to_the_node():
+    # bondpy's shutdown destroys them itself, leaving their QoS event handlers among the node's waitables: on Humble
+    # the executor's next wait then raises InvalidHandle and spin() ends. The subscription goes first (no more
+    # heartbeats heard), the publisher after the shutdown has sent the "dead" status the manager waits for.
+    manager, node = FakeManager(), FakeNode()
+    bond = LifecycleBond(manager.bond_class, node, "relocalization", 0.1, lambda text: None)
+    assert bond.start() and node.events == []
+    bond.stop()
+    assert node.events == ["destroy sub:relocalization", "bond shutdown", "destroy pub:relocalization"]
+    bond.stop()
+    assert len(node.events) == 3
+
+
+def test_a_bond_that_cannot_say_goodbye_is_still_released():
+    """After Ctrl-C the context is gone before the node: bondpy's shutdown cannot publish its "dead" status."""
+    class ContextGoneBond(FakeBond):
+        """bondpy's Bond when the context is shut down: its "dead" status cannot be published."""
+
+        def shutdown(self):
+            super().shutdown()
+            raise RuntimeError("Failed to publish: publisher's context is invalid")
+
+    node, warnings = FakeNode(), []
+    bond = LifecycleBond(ContextGoneBond, node, "relocalization", 0.1, warnings.append)
+    assert bond.start()
+    bond.stop()
+    assert not bond.formed
+    assert node.events == ["destroy sub:relocalization", "bond shutdown", "destroy pub:relocalization"]
+    (text,) = warnings
+    assert "context is invalid" in text and "missing heartbeats within 4 s" in text

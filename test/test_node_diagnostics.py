@@ -23,7 +23,7 @@ from reloc_ros.geometry import covariance_from_std, make_pose
 from reloc_ros.runtime.engine import STAGES, Estimate
 from reloc_ros.runtime.worker import WorkerStats
 from reloc_ros.runtime.node_diagnostics import (DiagnosticsReport, NodeStats, PeriodStats, configure_failure_report,
-                                                diagnostics_report)
+                                                diagnostics_report, inactive_report)
 
 S = 1_000_000_000
 COV = covariance_from_std(0.05, np.radians(1.0))  # sigmas: 0.05 m, 1 deg
@@ -202,26 +202,26 @@ def test_report_before_any_frame_and_without_worker_or_camera_info():
     assert v["camera_info"].startswith("none yet on /cam/camera_info")
 
 
-def test_report_message_round_trips(ts):
-    rep = DiagnosticsReport("WARN", "last frame failed: x", {"processed": 3, "input rate (Hz)": 2.5})
-    msg = rep.to_msg(ts.types, 42 * S + 7, "relocalization")
-    typ = "diagnostic_msgs/msg/DiagnosticArray"
-    back = ts.deserialize_cdr(ts.serialize_cdr(msg, typ), typ)
-    assert (back.header.stamp.sec, back.header.stamp.nanosec) == (42, 7)
-    (status,) = back.status
-    assert status.name == "relocalization: relocalization" and status.level == 1
-    assert status.message == "last frame failed: x"
-    assert {kv.key: kv.value for kv in status.values} == {"processed": "3", "input rate (Hz)": "2.5"}
+def test_report_key_values_are_the_strings_diagnostic_msgs_carry():
+    values = {"processed": 3, "input rate (Hz)": 2.5, "latency total median (ms)": 12.345678, "model": "a.pt"}
+    rep = DiagnosticsReport("WARN", "last frame failed: x", values)
+    assert rep.key_values() == [("processed", "3"), ("input rate (Hz)", "2.5"), ("latency total median (ms)", "12.35"),
+                                ("model", "a.pt")]
 
 
-def test_reports_name_the_camera_as_hardware_id_and_a_failed_configure_is_an_error(ts):
+def test_reports_name_the_camera_as_hardware_id_and_a_failed_configure_is_an_error():
     rep = diagnostics_report(_period(), None, RELOC, period_s=1.0, intrinsics=INTRINSICS, **TOPICS)
     assert rep.hardware_id == "/cam/image"
-    assert rep.to_msg(ts.types, 0, "relocalization").status[0].hardware_id == "/cam/image"
     failed = configure_failure_report("cannot load model '/m.pt': RelocError: not a model", "/m.pt")
-    (status,) = failed.to_msg(ts.types, 5 * S, "relocalization").status
-    assert status.level == 2
-    assert status.message == "configure failed: cannot load model '/m.pt': RelocError: not a model"
-    assert {kv.key: kv.value for kv in status.values} == {
+    assert failed.level == "ERROR"
+    assert failed.message == "configure failed: cannot load model '/m.pt': RelocError: not a model"
+    assert dict(failed.key_values()) == {
         "state": "unconfigured", "model": "/m.pt", "reason": "cannot load model '/m.pt': RelocError: not a model"}
     assert configure_failure_report("bad parameter", "").values["model"] == "(none)"
+
+
+def test_a_node_that_is_not_active_says_which_transition_it_waits_for():
+    unconfigured, inactive = inactive_report(configured=False), inactive_report(configured=True)
+    assert unconfigured.level == inactive.level == "OK"
+    assert unconfigured.values == {"state": "unconfigured"} and "waiting for configure" in unconfigured.message
+    assert inactive.values == {"state": "inactive"} and "waiting for activate" in inactive.message

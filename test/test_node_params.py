@@ -89,12 +89,13 @@ def test_relocalization_spec_has_the_documented_parameters():
               "initialpose.min_translation_m", "initialpose.min_rotation_deg", "initialpose.planar",
               "initialpose.min_interval_s", "initialpose.reinit_without_belief", "initialpose.belief_pose_topic",
               "initialpose.belief_std_m", "initialpose.belief_std_rad", "oneshot.frames", "oneshot.timeout_s",
-              "autostart", "diagnostics_period_s", "verify", "allow_unverified"):
+              "autostart", "diagnostic_updater.period", "diagnostics.min_rate_hz", "verify", "allow_unverified"):
         assert n in names, n
     by = P.spec_by_name(P.RELOCALIZATION_PARAMS)
     assert "always" in by["min_confidence"].description.lower()  # ~/pose is always published (unless failed)
     assert "failed" in by["min_confidence"].description.lower()
     assert by["autostart"].read_only
+    assert by[P.DIAGNOSTICS_PERIOD_PARAM].read_only  # diagnostic_updater makes its timer once, in the constructor
     assert by["verify"].read_only and by["verify"].default == "auto" and by["verify"].choices == ("auto", "on", "off")
     assert by["allow_unverified"].default is False and not by["allow_unverified"].read_only
 
@@ -297,6 +298,14 @@ def test_nav2_launch_brings_the_node_up_under_its_own_lifecycle_manager():
     # Every forwarded argument is declared here and exists in relocalize.launch.py.
     assert set(forwarded) <= set(args) <= set(_launch_arguments(ROOT / "launch" / "relocalize.launch.py"))
     assert "('autostart', 'false')" in source  # the manager, not the node, brings it up
+    # ... in a scoped group: an include's launch arguments outlive it, and its autostart 'false' would otherwise
+    # be the manager's autostart too (seen on Humble: the manager never configured the node).
+    groups = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Call)
+              and getattr(n.func, "id", "") == "GroupAction"]
+    included = [n for g in groups for n in ast.walk(g) if isinstance(n, ast.Call)
+                and getattr(n.func, "id", "") == "IncludeLaunchDescription"]
+    assert len(included) == 1 and all(ast.literal_eval(k.value) for g in groups for k in g.keywords
+                                      if k.arg == "scoped")
     assert "executable='lifecycle_manager'" in source and "'node_names': ['relocalization']" in source
     assert "'nav2_relocalization.yaml'" in source
     # The Nav2 parameters are valid for the node, and say what running beside AMCL needs.

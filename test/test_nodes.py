@@ -128,7 +128,15 @@ def ros():
         executor.add_node(node)
         return node
 
-    thread = threading.Thread(target=executor.spin, daemon=True)
+    died = []
+
+    def spin():
+        try:
+            executor.spin()
+        except Exception as exc:  # noqa: BLE001 - reported by the test, not lost in a thread
+            died.append(exc)
+
+    thread = threading.Thread(target=spin, daemon=True)
     thread.start()
     try:
         yield add
@@ -140,6 +148,8 @@ def ros():
         for node in nodes:
             node.destroy_node()
         rclpy.shutdown()
+    # A node whose transitions kill the executor (e.g. entities destroyed behind rclpy's back) stops answering.
+    assert not died, f"the executor thread died: {died[0]!r}"
 
 
 class Helper:
@@ -225,7 +235,7 @@ def _make_node(model, **params):
     # allow_unverified (test_unverified_poses_do_not_move_the_belief_by_default checks the default).
     # TF stamped at the image stamp, no re-broadcast (test_tf_is_future_dated_and_rebroadcast checks those).
     values = {"model_path": str(model), "device": "cpu", "mc_samples": 4, "min_confidence": 0.0,
-              "autostart": False, "diagnostics_period_s": 0.2, "oneshot.frames": 2, "allow_unverified": True,
+              "autostart": False, "diagnostic_updater.period": 0.2, "oneshot.frames": 2, "allow_unverified": True,
               "transform_tolerance_s": 0.0, "tf_rebroadcast_hz": 0.0, **params}
     return RelocalizationNode(namespace=NS, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
 
@@ -307,10 +317,85 @@ def test_node_publishes_pose_tf_and_survives_bad_images(ros, tiny_model):
 def test_configure_fails_cleanly_without_a_model(ros):
     from reloc_ros.nodes.relocalization_node import RelocalizationNode
 
-    node = ros(RelocalizationNode(namespace=NS, parameter_overrides=[Parameter("autostart", value=False)]))
+    helper = Helper(ros, conv.ros_message_types())
+    overrides = [Parameter("autostart", value=False), Parameter("diagnostic_updater.period", value=0.2)]
+    node = ros(RelocalizationNode(namespace=NS, parameter_overrides=overrides))
+    helper.wait_for(lambda: helper.node.count_subscribers("/diagnostics") and
+                    helper.node.count_publishers("/diagnostics") >= 1, timeout=10.0)
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE  # not ERROR: a clear, logged failure
     # Still alive and configurable once the parameter is fixed.
     assert node.get_parameter("model_path").value == ""
+
+    # /diagnostics says why (diagnostic_updater's status of this node), and keeps saying it while unconfigured.
+    def errors():
+        return [st for a in helper.diags for st in a.status
+                if st.name == "relocalization: relocalization" and _level(st) == 2]
+
+    status = helper.wait_for(lambda: len(errors()) >= 2 and errors())[-1]
+    assert status.message.startswith("configure failed: parameter 'model_path' is empty")
+    assert status.hardware_id == f"{NS}/image"
+    assert {kv.key: kv.value for kv in status.values}["state"] == "unconfigured"
+
+
+def test_diagnostic_updater_statuses_of_an_active_node(ros, tiny_model):
+    """The node's status and the relocalized frames' rate and image-stamp delay, named by the image topic (sim time)."""
+    from rosgraph_msgs.msg import Clock
+
+    types = conv.ros_message_types()
+    node = ros(_make_node(tiny_model, use_sim_time=True, **{"diagnostics.min_rate_hz": 1000.0}))
+    helper = Helper(ros, types)
+    clock_pub = helper.node.create_publisher(Clock, "/clock", 10)
+    sim_ns = [5000 * S]
+
+    def tick_clock():
+        sim_ns[0] += S // 4
+        clock_pub.publish(Clock(clock=conv.stamp_from_ns(types, sim_ns[0])))
+
+    assert node.get_parameter("diagnostic_updater.period").value == 0.2
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    stamps = []
+
+    def publish():
+        # Images stamped with the simulated time, as from `ros2 bag play --clock`: decades behind the wall clock.
+        tick_clock()
+        stamps.append(sim_ns[0])
+        helper.publish_image(stamps[-1])
+
+    def frames_statuses():
+        return [st for a in helper.diags for st in a.status if st.name == "relocalization: relocalized frames"
+                and int({kv.key: kv.value for kv in st.values}.get("Events in window", "0")) > 0]
+
+    status = helper.wait_for(frames_statuses, publish)[-1]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.hardware_id == f"{NS}/image"
+    # FrequencyStatus: a CPU cannot relocalize 1000 frames a second, so the rate is too low (WARN).
+    assert _level(status) == 1 and "Frequency too low" in status.message, status.message
+    assert float(values["Actual frequency (Hz)"]) > 0 and float(values["Minimum acceptable frequency (Hz)"]) == 900
+    # TimeStampStatus on the node's (simulated) clock: the stamps were a few clock ticks old when relocalized, not
+    # decades (diagnostic_updater's own TimeStampStatus measures against the wall clock).
+    assert 0.0 <= float(values["Earliest timestamp delay:"]) <= float(values["Latest timestamp delay:"]) < 5.0
+    assert "Timestamps too far" not in status.message
+    main = [st for a in helper.diags for st in a.status if st.name == "relocalization: relocalization"][-1]
+    assert main.hardware_id == f"{NS}/image"
+    # Deactivated: no more frame checks (they would report "no events" as an error), the status says why.
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    n_before = len(helper.diags)
+
+    def inactive():
+        return [st for a in helper.diags[n_before:] for st in a.status
+                if st.name == "relocalization: relocalization" and "lifecycle state inactive" in st.message]
+
+    helper.wait_for(inactive, tick_clock)
+    for _ in range(3):
+        tick_clock()
+        time.sleep(0.2)
+    with helper.lock:
+        arrays = helper.diags[n_before:]
+    # After the first report of the inactive state (an update may have been under way while deactivating):
+    first = next(i for i, a in enumerate(arrays) if any("lifecycle state inactive" in st.message for st in a.status))
+    later = [st.name for a in arrays[first + 1:] for st in a.status]
+    assert "relocalization: relocalized frames" not in later and "relocalization: relocalization" in later
 
 
 def test_bad_parameter_override_does_not_crash_the_constructor(ros, tiny_model):
@@ -349,6 +434,33 @@ def test_tf_is_future_dated_and_rebroadcast(ros, tiny_model):
     rebroadcast = [s for s in map_odom_stamps() if s - S // 4 not in stamps]
     assert len(stamps) == n_images and max(rebroadcast) <= now + S // 4 and max(rebroadcast) > now - S
     assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+
+
+def test_node_works_again_after_deactivate_and_activate(ros, tiny_model):
+    """Deactivate, cleanup, configure, activate: the node (and the executor it shares) relocalizes again.
+
+    Deactivate breaks the bond with a lifecycle manager (bondpy is installed) and closes the input, as under
+    nav2_lifecycle_manager's reset; startup brings it back.
+    """
+    types = conv.ros_message_types()
+    node = ros(_make_node(tiny_model))
+    helper = Helper(ros, types)
+    stamps = []
+
+    def publish():
+        stamps.append((800 + len(stamps)) * S)
+        helper.publish_image(stamps[-1])
+
+    for _ in range(2):
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        assert node._bond is not None and node._bond.formed
+        n_before = len(stamps)
+        helper.wait_for(lambda: [p for p in helper.poses if conv.stamp_to_ns(p.header.stamp) in stamps[n_before:]],
+                        publish)
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node._bond is None
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
 
 
 def test_compressed_input_no_odom_frame_and_recovery(ros, tiny_model):

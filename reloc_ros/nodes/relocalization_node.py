@@ -39,14 +39,19 @@ A lifecycle (managed) node, default name ``relocalization``:
   verified poses (and unverified ones with ``allow_unverified``) move the
   robot's belief: the ``map -> odom`` correction on ``/tf`` when confident,
   kidnapped-robot recovery on ``/initialpose`` and ``~/relocalize``.
-* ``/diagnostics`` once per ``diagnostics_period_s``, with the share of
-  verified / unverified / failed frames.
+* ``/diagnostics`` through ``diagnostic_updater`` (hardware id: the image
+  topic), once per ``diagnostic_updater.period``: the node's status
+  (``relocalization``: rates, latency, the share of verified / unverified /
+  failed frames; ERROR with the reason while a failed configure leaves it
+  unconfigured) and, while active, the rate and image-stamp delay of the
+  relocalized frames (``relocalized frames``).
 
 All the maths is in the ROS-free core (:mod:`reloc_ros.runtime.pipeline`,
 :mod:`reloc_ros.runtime.tf_math`, :mod:`reloc_ros.runtime.recovery`,
 :mod:`reloc_ros.conversions`), and so are the node's own decisions
 (:mod:`reloc_ros.runtime.node_core`), its counters and ``/diagnostics``
-(:mod:`reloc_ros.runtime.node_diagnostics`) and its log forwarding
+(:mod:`reloc_ros.runtime.node_diagnostics`; the updater in
+:mod:`reloc_ros.nodes.diagnostics`) and its log forwarding
 (:mod:`reloc_ros.runtime.log_bridge`). This module is the lifecycle and
 input side; the publishing callbacks are in
 :mod:`reloc_ros.nodes.relocalization_outputs`, the parameter declaration in
@@ -55,6 +60,7 @@ input side; the publishing callbacks are in
 
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Any
 
@@ -70,13 +76,15 @@ import tf2_ros
 
 from reloc_ros import conversions as conv
 from reloc_ros.errors import RelocError
+from reloc_ros.nodes.diagnostics import FramesTask, make_updater
 from reloc_ros.nodes.relocalization_outputs import RelocalizationOutputs
 from reloc_ros.nodes.ros_params import declare_specs, read_specs
 from reloc_ros.runtime.engine import Relocalizer
 from reloc_ros.runtime.lifecycle_bond import LifecycleBond
 from reloc_ros.runtime.log_bridge import attach_core_logging, detach_core_logging
 from reloc_ros.runtime.node_core import check_parameter_update, configure_report, image_stamp_ns, map_frame_warning
-from reloc_ros.runtime.node_diagnostics import NodeStats, configure_failure_report
+from reloc_ros.runtime.node_diagnostics import (DiagnosticsReport, FRAMES_TASK, NodeStats, STATUS_TASK,
+                                                configure_failure_report)
 from reloc_ros.runtime.node_params import (RELOCALIZATION_PARAMS, RelocalizationOptions, relocalization_options,
                                            spec_by_name)
 from reloc_ros.runtime.recovery import KidnapDetector, OneShotRequest
@@ -109,8 +117,6 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
         self._param_errors = declare_specs(self, RELOCALIZATION_PARAMS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._log_state = attach_core_logging(self.get_logger())
-        # Plain (not lifecycle) publisher: a failed configure is said on /diagnostics while unconfigured.
-        self._diag_pub = self.create_publisher(self._types["diagnostic_msgs/msg/DiagnosticArray"], "/diagnostics", 10)
         self._service_group = ReentrantCallbackGroup()
         self._oneshot_lock = threading.Lock()
         self._active = False
@@ -127,7 +133,6 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
         self._service = None
         self._sub = None
         self._camera_info_sub = None
-        self._timer = None
         self._tf_timer = None
         self._map_odom: MapOdomBroadcast | None = None
         self._bond: LifecycleBond | None = None
@@ -137,6 +142,12 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
         self._intrinsics = None  # reloc_ros.data.types.Intrinsics of the latest valid CameraInfo
         self._belief: tuple[int, np.ndarray] | None = None
         self._stats = NodeStats()  # counters of the executor, worker and service threads; /diagnostics
+        # /diagnostics: the node's status (task STATUS_TASK) from now on, so a failed configure is an ERROR there
+        # while unconfigured; the relocalized frames' rate and stamps (FRAMES_TASK) while active.
+        self._configure_failure: DiagnosticsReport | None = None
+        self._frames_task: FramesTask | None = None
+        self._updater = make_updater(self, self._expected_image_topic())
+        self._updater.add(STATUS_TASK, self._diagnose)
 
     # -- parameters --------------------------------------------------------
 
@@ -175,12 +186,20 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
         return super().on_configure(state)
 
     def _configure_failed(self, reason: str) -> TransitionCallbackReturn:
-        """Log why configure failed, publish it as an ERROR on /diagnostics, and return FAILURE."""
+        """Log why configure failed, report it as an ERROR on /diagnostics (now, and until a configure succeeds)."""
         self.get_logger().error(f"configure failed: {reason}")
         model = str(self.get_parameter("model_path").value) if self.has_parameter("model_path") else ""
-        stamp = max(int(self.get_clock().now().nanoseconds), 0)
-        self._diag_pub.publish(configure_failure_report(reason, model).to_msg(self._types, stamp, self.get_name()))
+        self._configure_failure = configure_failure_report(reason, model)
+        self._updater.force_update()
         return FAILURE
+
+    def _expected_image_topic(self) -> str:
+        """Return the image topic activate will subscribe to, resolved (remapped): the diagnostics' hardware id."""
+        topic = "image/compressed" if self.get_parameter("image_transport").value == "compressed" else "image"
+        try:
+            return self.resolve_topic_name(topic)
+        except Exception:  # noqa: BLE001 - a name rcl cannot resolve: the relative one says enough
+            return topic
 
     def _configure(self) -> TransitionCallbackReturn:
         log = self.get_logger()
@@ -216,7 +235,6 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
             "camera_pose": create(pose_cls, "~/camera_pose", reliable),
             "hypotheses": create(t["geometry_msgs/msg/PoseArray"], "~/hypotheses", reliable),
             "status": create(t["diagnostic_msgs/msg/DiagnosticArray"], "~/status", reliable),
-            "diagnostics": create(t["diagnostic_msgs/msg/DiagnosticArray"], "/diagnostics", 10),
             "initialpose": create(pose_cls, opts.initialpose_topic, reliable),
         }
         if opts.recovery_enabled and opts.belief_pose_topic:
@@ -229,6 +247,7 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
                 QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, durability=durability))
         self._service = self.create_service(Trigger, "~/relocalize", self._on_relocalize,
                                             callback_group=self._service_group)
+        self._configure_failure = None
         info, warnings = configure_report(opts, self._map_frame, reloc.describe(), reloc.verifying)
         log.info(info)
         for warning in warnings:
@@ -256,7 +275,9 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
                                                              "camera_info", self._on_camera_info,
                                                              qos_profile_sensor_data)
             self._camera_info_topic = str(getattr(self._camera_info_sub, "topic_name", "camera_info"))
-            self._timer = self.create_timer(opts.diagnostics_period_s, self._publish_diagnostics)
+            self._updater.setHardwareID(self._image_topic)
+            self._frames_task = FramesTask(self.get_clock(), opts.diagnostics_min_rate_hz)
+            self._updater.add(self._frames_task)
             if opts.publish_tf and self._map_odom.period_s is not None:
                 self._tf_timer = self.create_timer(self._map_odom.period_s, self._rebroadcast_tf)
         except Exception as exc:  # noqa: BLE001 - rclpy would swallow it without a word
@@ -319,9 +340,9 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
         if self._camera_info_sub is not None:
             self.destroy_subscription(self._camera_info_sub)
             self._camera_info_sub = None
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
+        if self._frames_task is not None:
+            self._updater.removeByName(FRAMES_TASK)
+            self._frames_task = None
         if self._tf_timer is not None:
             self.destroy_timer(self._tf_timer)
             self._tf_timer = None
@@ -404,9 +425,15 @@ class RelocalizationNode(RelocalizationOutputs, LifecycleNode):
                                       throttle_duration_sec=10.0)
 
     def _on_belief_pose(self, msg: Any) -> None:
+        """Keep the belief's covariance (AMCL's amcl_pose); say when the first one of a configuration arrives."""
         try:
             cov = conv.pose_covariance_from_msg(msg, "geometry_msgs/msg/PoseWithCovarianceStamped")
+            first = self._belief is None
             self._belief = (conv.stamp_to_ns(msg.header.stamp), cov)
+            if first:
+                topic = self._belief_sub.topic_name if self._belief_sub is not None else "the belief topic"
+                self.get_logger().info(f"belief covariance from {topic} (stamp {self._belief[0] / 1e9:.3f} s): "
+                                       f"recovery compares with it")
         except ValueError as exc:
             self.get_logger().warning(f"ignoring a belief pose message: {exc}", throttle_duration_sec=10.0)
 
@@ -428,6 +455,9 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Under ros2 launch, Ctrl-C brings two SIGINTs (the terminal's and launch's): the second one must not cut
+        # the clean-up short with a KeyboardInterrupt (seen on Humble: a traceback and "process has died").
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             executor.remove_node(node)
             node.destroy_node()

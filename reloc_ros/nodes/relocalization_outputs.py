@@ -24,8 +24,8 @@ its callbacks that publish:
   ``/initialpose``, all stamped with the image stamp;
 * :meth:`~RelocalizationOutputs._on_relocalize`: the ``~/relocalize``
   service (its own reentrant callback group);
-* :meth:`~RelocalizationOutputs._publish_diagnostics`: the ``/diagnostics``
-  timer.
+* :meth:`~RelocalizationOutputs._diagnose`: the node's ``/diagnostics``
+  status, a ``diagnostic_updater`` task (the updater's timer).
 
 The decisions and contents are ROS-free (:mod:`reloc_ros.runtime.node_core`,
 :mod:`reloc_ros.runtime.node_diagnostics`); this module needs rclpy and
@@ -44,11 +44,12 @@ from rclpy.time import Time
 import tf2_ros
 
 from reloc_ros import conversions as conv
+from reloc_ros.nodes.diagnostics import FramesTask, fill_status
 from reloc_ros.runtime.engine import Estimate, NoEstimate, Relocalizer
 from reloc_ros.runtime.frame_status import make_frame_status
 from reloc_ros.runtime.node_core import (NS_PER_S, belief_covariance, frame_problems, oneshot_failure_message,
                                          wait_for_oneshot, wants_belief, wants_odom_correction)
-from reloc_ros.runtime.node_diagnostics import NodeStats, diagnostics_report
+from reloc_ros.runtime.node_diagnostics import DiagnosticsReport, NodeStats, diagnostics_report, inactive_report
 from reloc_ros.runtime.node_params import RelocalizationOptions
 from reloc_ros.runtime.pipeline import localize_frame
 from reloc_ros.runtime.recovery import KidnapDetector, OneShotRequest
@@ -81,6 +82,8 @@ class RelocalizationOutputs:
     _intrinsics: Any
     _belief: tuple[int, np.ndarray] | None
     _stats: NodeStats
+    _configure_failure: DiagnosticsReport | None
+    _frames_task: FramesTask | None
 
     # -- worker thread ---------------------------------------------------------
 
@@ -101,6 +104,9 @@ class RelocalizationOutputs:
         cam_frame = opts.camera_frame or str(msg.header.frame_id) or reloc.camera_frame
         map_frame = self._map_frame
         self._stats.record(est)
+        frames = self._frames_task
+        if frames is not None:  # /diagnostics: the rate of relocalized frames and the delay of their stamps
+            frames.tick(Time(nanoseconds=int(stamp)))
         acts = opts.acts_on(est.status)  # may this frame move the robot's belief (TF, /initialpose, ~/relocalize)?
         oneshot = self._oneshot
         if not acts and oneshot is not None and oneshot.active:
@@ -243,17 +249,19 @@ class RelocalizationOutputs:
 
     # -- diagnostics ------------------------------------------------------------
 
-    def _publish_diagnostics(self) -> None:
-        """``/diagnostics`` of the last period (timer), stamped with the node's clock."""
+    def _diagnose(self, stat: Any) -> Any:
+        """Fill the node's ``/diagnostics`` status (diagnostic_updater task, every ``diagnostic_updater.period``)."""
+        return fill_status(stat, self._status_report())
+
+    def _status_report(self) -> DiagnosticsReport:
+        """Return the configure failure, the lifecycle state, or the figures since the previous report."""
+        if self._configure_failure is not None:
+            return self._configure_failure
         opts, reloc, worker = self._opts, self._reloc, self._worker
-        pub = self._pubs.get("diagnostics")
-        if opts is None or pub is None:
-            return
-        now = time.monotonic()
+        if opts is None or not self._active:
+            return inactive_report(configured=opts is not None)
         stats = worker.stats if worker is not None else None
-        period = self._stats.take_period(stats.processed if stats else 0, now)
-        report = diagnostics_report(period, stats, reloc, period_s=opts.diagnostics_period_s,
-                                    image_topic=self._image_topic, camera_info_topic=self._camera_info_topic,
-                                    intrinsics=self._intrinsics)
-        stamp = max(int(self.get_clock().now().nanoseconds), 0)
-        pub.publish(report.to_msg(self._types, stamp, self.get_name()))
+        period = self._stats.take_period(stats.processed if stats else 0, time.monotonic())
+        return diagnostics_report(period, stats, reloc, period_s=opts.diagnostics_period_s,
+                                  image_topic=self._image_topic, camera_info_topic=self._camera_info_topic,
+                                  intrinsics=self._intrinsics)

@@ -78,7 +78,31 @@ class LifecycleBond:
         return True
 
     def stop(self) -> None:
-        """Break the bond (deactivate, cleanup, shutdown); nothing if none runs."""
+        """Break the bond (deactivate, cleanup, shutdown); nothing if none runs.
+
+        bondpy's ``shutdown`` destroys the bond's subscription and publisher
+        behind the node's back (``sub.destroy()``, ``pub.destroy()``): their
+        QoS event handlers stay among the node's waitables, and with Cyclone
+        DDS on Humble the executor's next wait raises ``InvalidHandle``, which
+        ends ``executor.spin()`` (seen on a real Humble). So the node destroys
+        them itself: the subscription before the shutdown, the publisher after
+        it has sent the "dead" status that tells the manager. After Ctrl-C the
+        ROS context is shut down before the node is destroyed and that status
+        cannot be sent (rclpy raises ``RCLError``, a ``RuntimeError``): the
+        manager then notices the missing heartbeats, which this says.
+        """
         bond, self._bond = self._bond, None
-        if bond is not None:
+        if bond is None:
+            return
+        sub = getattr(bond, "sub", None)
+        if sub is not None:
+            self._node.destroy_subscription(sub)
+        try:
             bond.shutdown()
+        except RuntimeError as exc:
+            self._warn(f"bond '{self._name}' broken without telling the lifecycle manager ({exc}); it notices the "
+                       f"missing heartbeats within {HEARTBEAT_TIMEOUT_S:g} s")
+        finally:
+            pub = getattr(bond, "pub", None)
+            if pub is not None:
+                self._node.destroy_publisher(pub)

@@ -20,10 +20,16 @@
   :meth:`~NodeStats.record` s each estimate (or :meth:`~NodeStats.frame_failed`),
   the ``~/relocalize`` service counts the frames it could not use, and the
   diagnostics timer takes one period's figures with :meth:`~NodeStats.take_period`.
-* :func:`diagnostics_report`: level, message and key/values of one
-  ``/diagnostics`` status from those figures, the worker's counters and the
-  engine; :meth:`DiagnosticsReport.to_msg` makes the ``DiagnosticArray`` from
-  the message classes given (rclpy's or a rosbags typestore's).
+* :func:`diagnostics_report`: level, message and key/values of the node's
+  ``relocalization`` status from those figures, the worker's counters and
+  the engine; :func:`configure_failure_report` (ERROR) and
+  :func:`inactive_report` while the node is not active.
+
+The node publishes them with ``diagnostic_updater`` (an ``Updater`` whose
+hardware id is the image topic; :data:`STATUS_TASK` is the status' task name,
+so ``/diagnostics`` names it ``'<node name>: relocalization'``), beside the
+updater's frequency and time-stamp checks of the relocalized frames
+(:data:`FRAMES_TASK`).
 """
 
 from __future__ import annotations
@@ -32,13 +38,16 @@ from dataclasses import dataclass, field
 import statistics
 import threading
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-from reloc_ros import conversions as conv
 from reloc_ros.runtime.engine import STAGES, STATUSES, Estimate
 from reloc_ros.runtime.frame_status import verification_report
 
 NS_PER_S = 1_000_000_000
+STATUS_TASK = "relocalization"
+"""Task name of the node's main status: diagnostic_updater publishes it as ``'<node name>: relocalization'``."""
+FRAMES_TASK = "relocalized frames"
+"""Task name of the frequency and time-stamp checks of the relocalized frames (while the node is active)."""
 STAMP_JUMP_BACK_NS = NS_PER_S
 """An image stamp this far before the last accepted one means time restarted (bag loop, sim time reset)."""
 
@@ -197,25 +206,31 @@ class NodeStats:
 
 @dataclass(frozen=True)
 class DiagnosticsReport:
-    """One ``/diagnostics`` status of the relocalization node."""
+    """The relocalization node's main ``/diagnostics`` status (task :data:`STATUS_TASK`)."""
 
     level: str
-    """OK, WARN or ERROR."""
+    """OK, WARN or ERROR (``conversions.DIAGNOSTIC_LEVELS``)."""
     message: str
     values: dict[str, Any]
     hardware_id: str = ""
-    """What the status is about, as diagnostic tools group it: the camera's image topic (empty before one)."""
+    """What the status is about, as diagnostic tools group it: the camera's image topic ('' = the updater's)."""
 
-    def to_msg(self, types: Mapping[str, Any], stamp_ns: int, node_name: str) -> Any:
-        """``diagnostic_msgs/msg/DiagnosticArray`` with the status named ``'relocalization: <node_name>'``."""
-        return conv.make_diagnostic_array(types, stamp_ns, f"relocalization: {node_name}", self.level,
-                                          self.message, self.values, hardware_id=self.hardware_id)
+    def key_values(self) -> list[tuple[str, str]]:
+        """``(key, value)`` strings of the status' KeyValues: floats with 4 significant digits."""
+        return [(str(k), f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in self.values.items()]
 
 
 def configure_failure_report(reason: str, model_path: str) -> DiagnosticsReport:
-    """Return the ERROR status the node publishes when configure fails (bad parameters, a model that cannot load)."""
+    """Return the ERROR status reported while unconfigured after a failed configure (bad parameters, no model)."""
     return DiagnosticsReport("ERROR", f"configure failed: {reason}",
                              {"state": "unconfigured", "model": model_path or "(none)", "reason": reason})
+
+
+def inactive_report(configured: bool) -> DiagnosticsReport:
+    """Return the status of a node that is not active (waiting for its lifecycle manager, or deactivated): OK."""
+    state = "inactive" if configured else "unconfigured"
+    return DiagnosticsReport("OK", f"not relocalizing: lifecycle state {state} (waiting for "
+                             f"{'activate' if configured else 'configure'})", {"state": state})
 
 
 def diagnostics_report(period: PeriodStats, worker_stats: Any, reloc: Any, *, period_s: float, image_topic: str,

@@ -45,10 +45,13 @@ from reloc_ros.runtime.frame_status import acts_on
 from reloc_ros.runtime.recovery import RecoveryConfig
 
 __all__ = [
-    "ParamSpec", "RELOCALIZATION_PARAMS", "KINDS",
+    "ParamSpec", "RELOCALIZATION_PARAMS", "KINDS", "DIAGNOSTICS_PERIOD_PARAM",
     "check_values", "check_value", "spec_by_name", "params_markdown",
     "RelocalizationOptions", "relocalization_options",
 ]
+
+DIAGNOSTICS_PERIOD_PARAM = "diagnostic_updater.period"
+"""The period parameter diagnostic_updater's ``Updater`` reads (the node declares it first, with a descriptor)."""
 
 KINDS = ("bool", "int", "float", "str", "str[]", "int[]")
 """Parameter types: ROS bool, integer, double, string, string array, integer array."""
@@ -292,7 +295,12 @@ RELOCALIZATION_PARAMS: tuple[ParamSpec, ...] = (
               min=0.1, max=3600.0),
     ParamSpec("autostart", True, "Configure and activate on start-up (so ros2 launch alone brings the node up); "
               "false: wait for a lifecycle manager (e.g. nav2_lifecycle_manager).", read_only=True),
-    ParamSpec("diagnostics_period_s", 1.0, "Period of the /diagnostics status, in seconds.", min=0.1, max=60.0),
+    ParamSpec(DIAGNOSTICS_PERIOD_PARAM, 1.0, "Period of the /diagnostics statuses, in seconds (diagnostic_updater's "
+              "own parameter; read at start-up).", min=0.1, max=60.0, read_only=True),
+    ParamSpec("diagnostics.min_rate_hz", 0.0, "Least rate of relocalized frames (by the wall clock) the 'relocalized "
+              "frames' status of /diagnostics accepts before it warns (diagnostic_updater's FrequencyStatus: 10 % "
+              "tolerance, a window of 5 periods); 0: it only reports an error when no frame at all was relocalized "
+              "in the window.", min=0.0, max=1000.0),
     ParamSpec("bond_heartbeat_period", 0.1, "Seconds between the heartbeats of the bond with a Nav2 lifecycle "
               "manager (needs the bondpy package), formed on activate and broken on deactivate as Nav2's own "
               "nodes do; 0: no bond (no lifecycle manager drives the node).", min=0.0, max=10.0),
@@ -352,6 +360,7 @@ class RelocalizationOptions:
     belief_std: tuple[float, float]
     autostart: bool
     diagnostics_period_s: float
+    diagnostics_min_rate_hz: float
     bond_heartbeat_period_s: float
     values: dict = field(default_factory=dict, repr=False)
 
@@ -473,5 +482,6 @@ def relocalization_options(values: Mapping[str, Any]) -> RelocalizationOptions:
         initialpose_topic=v["initialpose.topic"], belief_pose_topic=v["initialpose.belief_pose_topic"],
         belief_pose_transient_local=v["initialpose.belief_pose_durability"] == "transient_local",
         belief_std=(v["initialpose.belief_std_m"], v["initialpose.belief_std_rad"]),
-        autostart=v["autostart"], diagnostics_period_s=v["diagnostics_period_s"],
+        autostart=v["autostart"], diagnostics_period_s=v[DIAGNOSTICS_PERIOD_PARAM],
+        diagnostics_min_rate_hz=v["diagnostics.min_rate_hz"],
         bond_heartbeat_period_s=v["bond_heartbeat_period"], values=v)
