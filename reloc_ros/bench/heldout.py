@@ -68,35 +68,33 @@ def _figures(report: dict) -> dict:
 def _reference_rows(map_ds, query_ds, val_split: str, val_fraction: float) -> list[dict]:
     """Mean pose and retrieval: validation on the mapping run's held-out split, query from the whole run."""
     from reloc_ros.baselines import RetrievalBaseline
-    from reloc_ros.evaluation import accuracy_report, mean_pose
+    from reloc_ros.evaluation import accuracy_report, mean_pose_baseline
     from reloc_ros.training.data import split_frames
 
-    def mean_pose_of(poses_n44, _images):
-        return lambda images: np.broadcast_to(mean_pose(poses_n44), (len(images), 4, 4))
-
-    def retrieval_of(poses_n44, images):
-        return RetrievalBaseline(images, poses_n44).predict
-
     train, val = split_frames(map_ds.poses_n44, val_fraction, val_split)
-    poses, images = map_ds.poses_n44, np.asarray(map_ds.images)
-    rows = []
-    for name, fit in (("mean mapping pose", mean_pose_of), ("nearest-mapping-frame retrieval", retrieval_of)):
-        val_pred = fit(poses[train], images[train])(images[val])
-        query_pred = fit(poses, images)(np.asarray(query_ds.images))
-        rows.append({"method": name, "kind": "reference",
-                     "validation": _figures(accuracy_report(val_pred, poses[val])),
-                     "query": _figures(accuracy_report(query_pred, query_ds.poses_n44))})
-    return rows
+    poses, images, query_images = map_ds.poses_n44, np.asarray(map_ds.images), np.asarray(query_ds.images)
+
+    def retrieval(db: np.ndarray, queries: np.ndarray, gt: np.ndarray) -> dict:
+        return accuracy_report(RetrievalBaseline(images[db], poses[db]).predict(queries), gt)
+
+    everything = np.arange(len(poses))
+    return [{"method": "mean mapping pose", "kind": "reference",
+             "validation": _figures(mean_pose_baseline(poses[train], poses[val])),
+             "query": _figures(mean_pose_baseline(poses, query_ds.poses_n44))},
+            {"method": "nearest-mapping-frame retrieval", "kind": "reference",
+             "validation": _figures(retrieval(train, images[val], poses[val])),
+             "query": _figures(retrieval(everything, query_images, query_ds.poses_n44))}]
 
 
 def _learned_row(name: str, cfg, mapping: Path, query_bag: Path, out: Path, progress: bool) -> dict:
     from reloc_ros.data.bag import BagSource
+    from reloc_ros.data.synth import DEPTH_TOPIC
     from reloc_ros.evaluation import evaluate_model_on_bags
     from reloc_ros.modelfile import read_metadata
     from reloc_ros.training.trainer import train
 
     t0 = time.perf_counter()
-    train([mapping], BagSource(depth_topic="/camera/depth/image_raw"), cfg, out, cache_dir=out.parent / "cache",
+    train([mapping], BagSource(depth_topic=DEPTH_TOPIC), cfg, out, cache_dir=out.parent / "cache",
           progress=progress)
     seconds = time.perf_counter() - t0
     meta = read_metadata(out)

@@ -46,7 +46,11 @@ The functions live in one module per message family, all re-exported here
 
 from reloc_ros.conversions.camera import camera_info_to_intrinsics, make_camera_info_msg
 # DIAGNOSTIC_LEVELS: a module attribute before the split, not in __all__ then either.
-from reloc_ros.conversions.diagnostics import DIAGNOSTIC_LEVELS, make_diagnostic_array  # noqa: F401
+from reloc_ros.conversions.diagnostics import (  # noqa: F401
+    DIAGNOSTIC_LEVELS,
+    diagnostic_key_values,
+    make_diagnostic_array,
+)
 from reloc_ros.conversions.images import (
     compressed_to_rgb8,
     depth_to_metres,
@@ -79,6 +83,7 @@ __all__ = [
     "stamp_from_ns", "stamp_to_ns", "make_header", "make_image_msg", "make_compressed_image_msg",
     "make_camera_info_msg", "make_transform_stamped", "make_tf_message", "make_pose_stamped",
     "make_pose_with_covariance_stamped", "make_odometry", "make_pose_array", "make_diagnostic_array",
+    "diagnostic_key_values",
     "image_to_numpy", "image_to_rgb8", "depth_to_metres", "compressed_to_rgb8", "camera_info_to_intrinsics",
     "pose_to_matrix", "transform_to_matrix", "stamped_pose_from_msg", "pose_covariance_from_msg",
 ]

@@ -25,6 +25,11 @@ DIAGNOSTIC_LEVELS = {"OK": 0, "WARN": 1, "ERROR": 2, "STALE": 3}
 """``diagnostic_msgs/DiagnosticStatus`` levels by name."""
 
 
+def diagnostic_key_values(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(key, value)`` strings of a status' KeyValues: floats with 4 significant digits."""
+    return [(str(k), f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in values.items()]
+
+
 def make_diagnostic_array(types: Mapping[str, Any], stamp_ns: int, name: str, level: str, message: str,
                           values: Mapping[str, Any], hardware_id: str = "") -> Any:
     """``diagnostic_msgs/msg/DiagnosticArray`` with one status (what ``/diagnostics`` carries).
@@ -35,7 +40,7 @@ def make_diagnostic_array(types: Mapping[str, Any], stamp_ns: int, name: str, le
     if level not in DIAGNOSTIC_LEVELS:
         raise ValueError(f"diagnostic level must be one of {', '.join(DIAGNOSTIC_LEVELS)}, got {level!r}")
     kv_cls = message_class(types, "diagnostic_msgs/msg/KeyValue")
-    kvs = [kv_cls(key=str(k), value=f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in values.items()]
+    kvs = [kv_cls(key=k, value=v) for k, v in diagnostic_key_values(values)]
     status_cls = message_class(types, "diagnostic_msgs/msg/DiagnosticStatus")
     level_value = DIAGNOSTIC_LEVELS[level]
     # rclpy's `level` is a byte field (bytes of length 1); rosbags keeps it as an int.

@@ -29,15 +29,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from diagnostic_msgs.msg import DiagnosticStatus
 from diagnostic_updater import (CompositeDiagnosticTask, DiagnosticStatusWrapper, FrequencyStatus,
                                 FrequencyStatusParam, TimeStampStatus, TimeStampStatusParam, Updater)
 
+from reloc_ros.conversions import DIAGNOSTIC_LEVELS
 from reloc_ros.runtime.node_diagnostics import FRAMES_TASK, DiagnosticsReport
 from reloc_ros.runtime.node_params import DIAGNOSTICS_PERIOD_PARAM
 
-LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": DiagnosticStatus.ERROR}
-"""rclpy's ``DiagnosticStatus`` level constants (1-byte ``bytes``) by name."""
 FREQUENCY_TOLERANCE = 0.1
 """FrequencyStatus: a rate down to 10 % below ``diagnostics.min_rate_hz`` passes (diagnostic_updater's default)."""
 FREQUENCY_WINDOW = 5
@@ -121,7 +119,7 @@ def make_updater(node: Any, hardware_id: str) -> Updater:
 
 def fill_status(stat: DiagnosticStatusWrapper, report: DiagnosticsReport) -> DiagnosticStatusWrapper:
     """Put ``report`` (level, message, key/values, hardware id if it has one) into an updater task's status."""
-    stat.summary(LEVELS[report.level], report.message)
+    stat.summary(bytes([DIAGNOSTIC_LEVELS[report.level]]), report.message)  # rclpy's level: one byte
     if report.hardware_id:
         stat.hardware_id = report.hardware_id
     for key, value in report.key_values():

@@ -40,6 +40,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from reloc_ros import conversions as conv
 from reloc_ros.runtime.engine import STAGES, STATUSES, Estimate
 from reloc_ros.runtime.frame_status import verification_report
 
@@ -217,7 +218,7 @@ class DiagnosticsReport:
 
     def key_values(self) -> list[tuple[str, str]]:
         """``(key, value)`` strings of the status' KeyValues: floats with 4 significant digits."""
-        return [(str(k), f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in self.values.items()]
+        return conv.diagnostic_key_values(self.values)
 
 
 def configure_failure_report(reason: str, model_path: str) -> DiagnosticsReport:
